@@ -1,0 +1,166 @@
+
+/*
+ * Copyright (C) The nginx-langfuse authors
+ */
+
+
+#ifndef _NGX_HTTP_LF_MODULE_H_INCLUDED_
+#define _NGX_HTTP_LF_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_lf_record.h"
+#include "ngx_lf_dialect.h"
+#include "ngx_lf_decode.h"
+#include "ngx_lf_event.h"
+
+
+#define NGX_HTTP_LF_BATCH_MAX_BYTES     (2560 * 1024)
+
+
+/* one Langfuse project: where to send and as whom */
+typedef struct {
+    ngx_str_t                   endpoint;
+    ngx_str_t                   url;
+    ngx_str_t                   public_key;
+    ngx_str_t                   secret_key;     /* never logged */
+    ngx_str_t                   auth_header;    /* holds the secret */
+    ngx_lf_protocol_e           protocol;
+    uint32_t                    id;
+} ngx_http_lf_dest_t;
+
+
+/* counters shared by all workers, kept under the zone mutex */
+typedef struct {
+    uint64_t                    captured;
+    uint64_t                    queued;
+    uint64_t                    dropped_queue_full;
+    uint64_t                    dropped_too_large;
+    uint64_t                    dropped_no_destination;
+    uint64_t                    dropped_serialize;
+    uint64_t                    parse_errors_request;
+    uint64_t                    parse_errors_response;
+    uint64_t                    sent;
+    uint64_t                    failed;
+    uint64_t                    batches_sent;
+    uint64_t                    batches_failed;
+} ngx_http_lf_stats_t;
+
+
+typedef struct {
+    ngx_queue_t                 queue;      /* ngx_http_lf_qnode_t */
+    size_t                      bytes;
+    ngx_uint_t                  count;
+    ngx_http_lf_stats_t         stats;
+    time_t                      drop_logged;
+    uint64_t                    drop_reported;
+} ngx_http_lf_shctx_t;
+
+
+typedef struct {
+    ngx_queue_t                 queue;
+    uint32_t                    dest;
+    size_t                      len;
+    u_char                      data[1];
+} ngx_http_lf_qnode_t;
+
+
+typedef struct {
+    ngx_msec_t                  flush_interval;
+    ngx_uint_t                  batch_size;
+    size_t                      queue_size;
+
+    ngx_array_t                 dests;      /* ngx_http_lf_dest_t */
+
+    ngx_shm_zone_t             *shm_zone;
+    ngx_http_lf_shctx_t        *sh;
+    ngx_slab_pool_t            *shpool;
+} ngx_http_lf_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                   key;
+    ngx_http_complex_value_t    value;
+} ngx_http_lf_meta_t;
+
+
+typedef struct {
+    ngx_flag_t                  enable;
+    ngx_str_t                   endpoint;
+    ngx_str_t                   public_key;
+    ngx_str_t                   secret_key;
+    ngx_uint_t                  protocol;
+    ngx_uint_t                  dialect;
+    size_t                      max_body_size;
+
+    ngx_http_complex_value_t   *trace_name;
+    ngx_http_complex_value_t   *user_id;
+    ngx_http_complex_value_t   *session_id;
+    ngx_http_complex_value_t   *tags;
+    ngx_http_complex_value_t   *environment;
+    ngx_http_complex_value_t   *release;
+    ngx_array_t                *metadata;   /* ngx_http_lf_meta_t */
+
+    ngx_http_lf_dest_t         *dest;
+} ngx_http_lf_loc_conf_t;
+
+
+typedef struct {
+    ngx_lf_record_t             rec;
+    ngx_lf_parser_t            *request_parser;
+    ngx_lf_parser_t            *response_parser;
+    ngx_lf_decode_t             decode;
+
+    u_char                      trace_id[33];
+    u_char                      span_id[17];
+    u_char                      parent_id[17];
+
+    int64_t                     first_byte_ms;
+    int64_t                     first_token_ms;
+
+    unsigned                    request_done:1;
+    unsigned                    response_started:1;
+    unsigned                    response_done:1;   /* last_buf seen */
+    unsigned                    decoding:1;
+    unsigned                    body_off:1;        /* stop looking */
+    unsigned                    logged:1;
+} ngx_http_lf_ctx_t;
+
+
+extern ngx_module_t  ngx_http_langfuse_module;
+
+
+/* module glue */
+ngx_http_lf_ctx_t *ngx_http_lf_get_ctx(ngx_http_request_t *r,
+    ngx_uint_t create);
+void ngx_http_lf_random_hex(u_char *buf, size_t len);
+int64_t ngx_http_lf_now_ms(void);
+
+/* capture */
+ngx_int_t ngx_http_lf_capture_init(ngx_conf_t *cf);
+
+/* queue */
+ngx_int_t ngx_http_lf_queue_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+ngx_int_t ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf,
+    uint32_t dest, const u_char *data, size_t len, ngx_log_t *log);
+/* pops up to max events of one destination, joined with commas */
+u_char *ngx_http_lf_queue_pop(ngx_http_lf_main_conf_t *lmcf,
+    ngx_uint_t max, uint32_t *dest, size_t *len, ngx_uint_t *count,
+    ngx_log_t *log);
+ngx_uint_t ngx_http_lf_queue_count(ngx_http_lf_main_conf_t *lmcf);
+void ngx_http_lf_stats_add(ngx_http_lf_main_conf_t *lmcf, size_t offset,
+    uint64_t n);
+
+#define ngx_http_lf_stat(lmcf, field, n)                                     \
+    ngx_http_lf_stats_add(lmcf, offsetof(ngx_http_lf_stats_t, field), n)
+
+/* export */
+ngx_int_t ngx_http_lf_export_init_process(ngx_cycle_t *cycle);
+void ngx_http_lf_export_exit_process(ngx_cycle_t *cycle);
+
+
+#endif /* _NGX_HTTP_LF_MODULE_H_INCLUDED_ */

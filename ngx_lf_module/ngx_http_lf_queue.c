@@ -1,0 +1,262 @@
+
+/*
+ * Copyright (C) The nginx-langfuse authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_lf_module.h"
+
+
+/*
+ * Serialized events wait in shared memory, oldest first, until a
+ * worker's flush takes them.  The zone size is the byte budget: when
+ * the slab is full, the new event is dropped and counted.
+ */
+
+
+ngx_int_t
+ngx_http_lf_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_lf_main_conf_t  *olmcf = data;
+
+    size_t                    len;
+    ngx_http_lf_main_conf_t  *lmcf;
+
+    lmcf = shm_zone->data;
+
+    if (olmcf) {
+        /* a reload: the queue and its events carry over */
+        lmcf->sh = olmcf->sh;
+        lmcf->shpool = olmcf->shpool;
+        return NGX_OK;
+    }
+
+    lmcf->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        lmcf->sh = lmcf->shpool->data;
+        return NGX_OK;
+    }
+
+    lmcf->sh = ngx_slab_alloc(lmcf->shpool, sizeof(ngx_http_lf_shctx_t));
+    if (lmcf->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(lmcf->sh, sizeof(ngx_http_lf_shctx_t));
+
+    lmcf->shpool->data = lmcf->sh;
+
+    ngx_queue_init(&lmcf->sh->queue);
+
+    len = sizeof(" in langfuse zone \"\"") + shm_zone->shm.name.len;
+
+    lmcf->shpool->log_ctx = ngx_slab_alloc(lmcf->shpool, len);
+    if (lmcf->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(lmcf->shpool->log_ctx, " in langfuse zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full queue is expected under an outage; it is counted instead */
+    lmcf->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
+    const u_char *data, size_t len, ngx_log_t *log)
+{
+    time_t                now;
+    uint64_t              dropped;
+    ngx_http_lf_qnode_t  *node;
+    ngx_http_lf_shctx_t  *sh;
+
+    sh = lmcf->sh;
+
+    if (len > NGX_HTTP_LF_BATCH_MAX_BYTES) {
+        ngx_shmtx_lock(&lmcf->shpool->mutex);
+        sh->stats.dropped_too_large++;
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "langfuse: event of %uz bytes is over the limit of "
+                      "%uz and is dropped", len,
+                      (size_t) NGX_HTTP_LF_BATCH_MAX_BYTES);
+        return NGX_DECLINED;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    node = ngx_slab_alloc_locked(lmcf->shpool,
+                                 offsetof(ngx_http_lf_qnode_t, data) + len);
+
+    if (node == NULL) {
+        sh->stats.dropped_queue_full++;
+
+        now = ngx_time();
+        dropped = 0;
+
+        if (sh->drop_logged != now) {
+            sh->drop_logged = now;
+            dropped = sh->stats.dropped_queue_full - sh->drop_reported;
+            sh->drop_reported = sh->stats.dropped_queue_full;
+        }
+
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+        if (dropped) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "langfuse: queue is full, %uL event(s) dropped "
+                          "since the last report (%uz bytes queued)",
+                          dropped, sh->bytes);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    node->dest = dest;
+    node->len = len;
+    ngx_memcpy(node->data, data, len);
+
+    ngx_queue_insert_tail(&sh->queue, &node->queue);
+    sh->bytes += len;
+    sh->count++;
+    sh->stats.queued++;
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Takes the oldest event and up to max - 1 more for the same
+ * destination, within the batch byte limit, joined with commas into
+ * worker memory so that the zone is freed before the export starts.
+ */
+
+u_char *
+ngx_http_lf_queue_pop(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t max,
+    uint32_t *dest, size_t *len, ngx_uint_t *count, ngx_log_t *log)
+{
+    u_char               *buf, *p;
+    size_t                total;
+    ngx_uint_t            n, scanned;
+    ngx_queue_t          *q, *next;
+    ngx_http_lf_qnode_t  *node, *first;
+    ngx_http_lf_shctx_t  *sh;
+
+    sh = lmcf->sh;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    if (ngx_queue_empty(&sh->queue)) {
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+        return NULL;
+    }
+
+    first = ngx_queue_data(ngx_queue_head(&sh->queue),
+                           ngx_http_lf_qnode_t, queue);
+
+    /* size the batch first, then copy it out in one allocation */
+
+    total = 0;
+    n = 0;
+    scanned = 0;
+
+    for (q = ngx_queue_head(&sh->queue);
+         q != ngx_queue_sentinel(&sh->queue) && n < max && scanned < 4 * max;
+         q = ngx_queue_next(q))
+    {
+        node = ngx_queue_data(q, ngx_http_lf_qnode_t, queue);
+        scanned++;
+
+        if (node->dest != first->dest) {
+            continue;
+        }
+
+        if (n && total + node->len + 1 > NGX_HTTP_LF_BATCH_MAX_BYTES) {
+            break;
+        }
+
+        total += node->len + 1;
+        n++;
+    }
+
+    buf = ngx_alloc(total, log);
+    if (buf == NULL) {
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+        return NULL;
+    }
+
+    *dest = first->dest;
+    *count = n;
+
+    p = buf;
+
+    for (q = ngx_queue_head(&sh->queue);
+         q != ngx_queue_sentinel(&sh->queue) && n;
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        node = ngx_queue_data(q, ngx_http_lf_qnode_t, queue);
+
+        if (node->dest != *dest) {
+            continue;
+        }
+
+        if (p != buf) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, node->data, node->len);
+
+        ngx_queue_remove(q);
+        sh->bytes -= node->len;
+        sh->count--;
+        n--;
+
+        ngx_slab_free_locked(lmcf->shpool, node);
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    *len = p - buf;
+
+    return buf;
+}
+
+
+ngx_uint_t
+ngx_http_lf_queue_count(ngx_http_lf_main_conf_t *lmcf)
+{
+    ngx_uint_t  n;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+    n = lmcf->sh->count;
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    return n;
+}
+
+
+void
+ngx_http_lf_stats_add(ngx_http_lf_main_conf_t *lmcf, size_t offset,
+    uint64_t n)
+{
+    if (lmcf->sh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+    *(uint64_t *) ((u_char *) &lmcf->sh->stats + offset) += n;
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
