@@ -5,6 +5,7 @@ NGINX_BIN   ?= /usr/sbin/nginx
 PYTHON      ?= /usr/bin/python3
 BUILD       := build
 MODULE      := objs/ngx_http_langfuse_module.so
+MODULE_ASAN := objs/asan/ngx_http_langfuse_module.so
 CC_OPT      ?= -g -O2 -Wall -Wextra -Wno-unused-parameter -Werror
 
 LF_SRCS     := config $(wildcard ngx_lf_module/*.[ch])
@@ -21,6 +22,12 @@ module: $(MODULE)
 $(MODULE): $(LF_SRCS)
 	NGINX_SRC="$(NGINX_SRC)" BUILD="$(BUILD)" CC_OPT="$(CC_OPT)" \
 	    bash scripts/build.sh
+
+# the same module instrumented for AddressSanitizer
+$(MODULE_ASAN): $(LF_SRCS)
+	NGINX_SRC="$(NGINX_SRC)" BUILD="$(BUILD)/asan" OUT=objs/asan \
+	    CC_OPT="-g -O1 -fsanitize=address -fno-omit-frame-pointer" \
+	    LD_OPT="-fsanitize=address" bash scripts/build.sh
 
 deps:
 	bash scripts/deps.sh test
@@ -46,8 +53,9 @@ integration: $(MODULE)
 	$(PYTHON) -m pytest -q -p no:cacheprovider t
 
 # the integration suite again with AddressSanitizer inside nginx
-memcheck: $(MODULE)
-	LF_MEMCHECK=asan $(PYTHON) -m pytest -q -p no:cacheprovider t
+memcheck: $(MODULE_ASAN)
+	LF_MEMCHECK=asan LF_MODULE=$(CURDIR)/$(MODULE_ASAN) \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider t
 
 fuzz-smoke:
 	$(MAKE) -C fuzz smoke

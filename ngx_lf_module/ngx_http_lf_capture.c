@@ -82,7 +82,7 @@ ngx_http_lf_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         if (b->last_buf) {
             ctx->request_done = 1;
 
-            if (ngx_lf_parser_finish(ctx->request_parser, 1) != 0) {
+            if (ngx_lf_parser_finish(ctx->request_parser) != 0) {
                 ngx_http_lf_parse_failed(r, ctx->request_parser,
                                          "request");
             }
@@ -286,11 +286,11 @@ ngx_http_lf_log_handler(ngx_http_request_t *r)
 
     if (ctx->request_parser && !ctx->request_done) {
         /* the client went away before its body ended */
-        (void) ngx_lf_parser_finish(ctx->request_parser, 0);
+        (void) ngx_lf_parser_finish(ctx->request_parser);
     }
 
     if (ctx->response_parser
-        && ngx_lf_parser_finish(ctx->response_parser, ctx->response_done)
+        && ngx_lf_parser_finish(ctx->response_parser)
            != 0)
     {
         ngx_http_lf_parse_failed(r, ctx->response_parser, "response");
@@ -372,7 +372,12 @@ ngx_http_lf_queue_record(ngx_http_request_t *r, ngx_http_lf_ctx_t *ctx)
     }
 
     span.status = r->headers_out.status;
-    span.complete = ctx->response_done;
+
+    /* a stream is whole when it said so: [DONE] or a finish reason */
+    span.complete = ctx->response_done
+                    && (!ctx->rec.response_sse || ctx->rec.stream_done
+                        || ctx->rec.finish_reason.len
+                        || ctx->rec.error_event);
 
     ngx_http_lf_value(r, llcf->trace_name, &span.name);
 

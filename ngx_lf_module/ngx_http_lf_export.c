@@ -24,9 +24,12 @@
 #define NGX_HTTP_LF_CONNECT_TIMEOUT     5000
 #define NGX_HTTP_LF_TIMEOUT             15000
 #define NGX_HTTP_LF_RESPONSE_MAX        1024
+#define NGX_HTTP_LF_EXIT_DRAIN          5000
+#define NGX_HTTP_LF_TICK                100
 
 
 typedef struct {
+    ngx_queue_t                 queue;
     CURL                       *easy;
     struct curl_slist          *headers;
     u_char                     *body;
@@ -45,13 +48,20 @@ typedef struct {
     ngx_log_t                  *log;
     ngx_event_t                 flush;
     ngx_event_t                 timeout;
+    ngx_event_t                 deadline;   /* of a quitting worker */
     ngx_uint_t                  inflight;
+    ngx_queue_t                 batches;    /* in flight */
+    ngx_queue_t                 sockets;    /* ngx_connection_t of curl */
+    ngx_msec_t                  exit_start;
+    ngx_msec_t                  last_flush;
     time_t                      error_logged;
     ngx_uint_t                  errors_unlogged;
 } ngx_http_lf_exporter_t;
 
 
+static uint64_t ngx_http_lf_inflight_events(ngx_http_lf_exporter_t *ex);
 static void ngx_http_lf_flush_handler(ngx_event_t *ev);
+static void ngx_http_lf_deadline_handler(ngx_event_t *ev);
 static void ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex);
 static ngx_int_t ngx_http_lf_send(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_dest_t *dest, u_char *events, size_t len,
@@ -102,6 +112,9 @@ ngx_http_lf_export_init_process(ngx_cycle_t *cycle)
     ex->lmcf = lmcf;
     ex->log = cycle->log;
 
+    ngx_queue_init(&ex->batches);
+    ngx_queue_init(&ex->sockets);
+
     code = curl_global_init(CURL_GLOBAL_DEFAULT);
     if (code != CURLE_OK) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
@@ -129,16 +142,23 @@ ngx_http_lf_export_init_process(ngx_cycle_t *cycle)
     ex->timeout.log = cycle->log;
 
     /*
-     * a pending flush must not hold a quitting worker; a transfer in
-     * flight (the curl timeout) does, so that it can finish
+     * not cancelable: a quitting worker waits for its next tick to
+     * flush the queue, and the transfers in flight hold it through the
+     * curl timeout event until they end
      */
 
     ex->flush.handler = ngx_http_lf_flush_handler;
     ex->flush.data = ex;
     ex->flush.log = cycle->log;
-    ex->flush.cancelable = 1;
 
-    ngx_add_timer(&ex->flush, lmcf->flush_interval);
+    ex->deadline.handler = ngx_http_lf_deadline_handler;
+    ex->deadline.data = ex;
+    ex->deadline.log = cycle->log;
+
+    ex->last_flush = ngx_current_msec;
+
+    ngx_add_timer(&ex->flush, ngx_min(lmcf->flush_interval,
+                                      NGX_HTTP_LF_TICK));
 
     return NGX_OK;
 }
@@ -147,6 +167,9 @@ ngx_http_lf_export_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_lf_export_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_queue_t             *q;
+    ngx_connection_t        *c;
+    ngx_http_lf_batch_t     *batch;
     ngx_http_lf_exporter_t  *ex;
 
     ex = &ngx_http_lf_exporter;
@@ -157,36 +180,123 @@ ngx_http_lf_export_exit_process(ngx_cycle_t *cycle)
 
     if (ex->inflight) {
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-                      "langfuse: %ui export(s) still in flight at exit "
-                      "are abandoned", ex->inflight);
+                      "langfuse: %ui export(s) of %uL event(s) still in "
+                      "flight at exit are abandoned", ex->inflight,
+                      ngx_http_lf_inflight_events(ex));
     }
 
-    /* removing the easy handles closes their sockets through curl */
-    ngx_http_lf_check_done(ex);
+    while (!ngx_queue_empty(&ex->batches)) {
+        q = ngx_queue_head(&ex->batches);
+        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
+        ngx_http_lf_batch_free(ex, batch);
+    }
 
     curl_multi_cleanup(ex->multi);
     ex->multi = NULL;
+
+    /* whatever curl did not remove: its sockets are closed by now */
+
+    while (!ngx_queue_empty(&ex->sockets)) {
+        q = ngx_queue_head(&ex->sockets);
+        ngx_queue_remove(q);
+
+        c = ngx_queue_data(q, ngx_connection_t, queue);
+        ngx_free_connection(c);
+        c->fd = (ngx_socket_t) -1;
+    }
 
     curl_global_cleanup();
 }
 
 
+static uint64_t
+ngx_http_lf_inflight_events(ngx_http_lf_exporter_t *ex)
+{
+    uint64_t              n;
+    ngx_queue_t          *q;
+    ngx_http_lf_batch_t  *batch;
+
+    n = 0;
+
+    for (q = ngx_queue_head(&ex->batches);
+         q != ngx_queue_sentinel(&ex->batches);
+         q = ngx_queue_next(q))
+    {
+        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
+        n += batch->count;
+    }
+
+    return n;
+}
+
+
+/*
+ * A short tick: a full batch goes out at once, the rest every flush
+ * interval, and a worker that begins to quit flushes without waiting.
+ */
+
 static void
 ngx_http_lf_flush_handler(ngx_event_t *ev)
 {
+    ngx_msec_t               interval;
     ngx_http_lf_exporter_t  *ex = ev->data;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ev->log, 0,
-                   "langfuse flush, %ui in flight", ex->inflight);
+    interval = ex->lmcf->flush_interval;
 
-    ngx_http_lf_send_batches(ex);
+    if (ngx_exiting) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                       "langfuse last flush, %ui in flight", ex->inflight);
 
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
-        /* the rest goes out as transfers complete */
+        /* the rest goes out as transfers complete, for a bounded time */
+        ex->exit_start = ngx_current_msec;
+        ngx_http_lf_send_batches(ex);
+
+        if (ex->inflight) {
+            ngx_add_timer(&ex->deadline, NGX_HTTP_LF_EXIT_DRAIN);
+        }
+
         return;
     }
 
-    ngx_add_timer(&ex->flush, ex->lmcf->flush_interval);
+    if (ngx_current_msec - ex->last_flush >= interval
+        || ngx_http_lf_queue_count(ex->lmcf) >= ex->lmcf->batch_size)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                       "langfuse flush, %ui in flight", ex->inflight);
+
+        ex->last_flush = ngx_current_msec;
+        ngx_http_lf_send_batches(ex);
+    }
+
+    ngx_add_timer(&ex->flush, ngx_min(interval, NGX_HTTP_LF_TICK));
+}
+
+
+static void
+ngx_http_lf_deadline_handler(ngx_event_t *ev)
+{
+    ngx_queue_t             *q;
+    ngx_http_lf_batch_t     *batch;
+    ngx_http_lf_exporter_t  *ex = ev->data;
+
+    if (ex->inflight == 0) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "langfuse: %ui export(s) of %uL event(s) did not finish "
+                  "within %ui ms of shutdown and are abandoned",
+                  ex->inflight, ngx_http_lf_inflight_events(ex),
+                  (ngx_uint_t) NGX_HTTP_LF_EXIT_DRAIN);
+
+    while (!ngx_queue_empty(&ex->batches)) {
+        q = ngx_queue_head(&ex->batches);
+        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
+
+        ngx_http_lf_stat(ex->lmcf, failed, batch->count);
+        ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
+        ngx_http_lf_batch_free(ex, batch);
+    }
 }
 
 
@@ -311,6 +421,7 @@ ngx_http_lf_send(ngx_http_lf_exporter_t *ex, ngx_http_lf_dest_t *dest,
         return NGX_ERROR;
     }
 
+    ngx_queue_insert_tail(&ex->batches, &batch->queue);
     ex->inflight++;
 
     ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ex->log, 0,
@@ -442,6 +553,7 @@ ngx_http_lf_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
         }
 
         /* curl owns and closes the socket */
+        ngx_queue_remove(&c->queue);
         ngx_free_connection(c);
         c->fd = (ngx_socket_t) -1;
 
@@ -455,6 +567,8 @@ ngx_http_lf_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
         if (c == NULL) {
             return -1;
         }
+
+        ngx_queue_insert_tail(&ex->sockets, &c->queue);
 
         c->data = ex;
         c->read->handler = ngx_http_lf_socket_handler;
@@ -577,12 +691,28 @@ ngx_http_lf_check_done(ngx_http_lf_exporter_t *ex)
         done++;
     }
 
-    /* keep draining while there is a backlog or the worker is leaving */
+    /*
+     * keep draining while there is a backlog, or for a while when the
+     * worker is leaving
+     */
 
-    if (done && ex->multi
-        && (ngx_exiting || ngx_quit
-            || ngx_http_lf_queue_count(ex->lmcf) >= ex->lmcf->batch_size))
-    {
+    if (done == 0) {
+        return;
+    }
+
+    if (ngx_exiting) {
+        if (ngx_current_msec - ex->exit_start < NGX_HTTP_LF_EXIT_DRAIN) {
+            ngx_http_lf_send_batches(ex);
+        }
+
+        if (ex->inflight == 0 && ex->deadline.timer_set) {
+            ngx_del_timer(&ex->deadline);
+        }
+
+        return;
+    }
+
+    if (ngx_http_lf_queue_count(ex->lmcf) >= ex->lmcf->batch_size) {
         ngx_http_lf_send_batches(ex);
     }
 }
@@ -628,10 +758,10 @@ ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch)
 {
     if (batch->easy) {
-        if (curl_multi_remove_handle(ex->multi, batch->easy) == CURLM_OK
-            && ex->inflight)
-        {
+        if (batch->queue.next) {
+            ngx_queue_remove(&batch->queue);
             ex->inflight--;
+            (void) curl_multi_remove_handle(ex->multi, batch->easy);
         }
 
         curl_easy_cleanup(batch->easy);

@@ -436,11 +436,18 @@ ngx_lf_decode_brotli(ngx_lf_decode_t *d, const u_char *p, size_t n)
             return 1;
         }
 
-        if (res == BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT) {
+        /*
+         * brotli may ask for input with output still held back when
+         * the output buffer was filled up exactly
+         */
+
+        if (res == BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT
+            && !BrotliDecoderHasMoreOutput(st->br))
+        {
             return 0;
         }
 
-        /* BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT */
+        /* BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT or output held back */
     }
 }
 

@@ -50,13 +50,20 @@ typedef struct {
 /* maps a Content-Encoding value; empty or "identity" is IDENTITY */
 ngx_lf_encoding_e ngx_lf_decode_encoding(const u_char *p, size_t len);
 
-/* returns 0 or -1 on memory exhaustion */
+/*
+ * max_output 0 means no cap; out gets at most 16 KiB a call and may be
+ * NULL (then only "produced" counts).  An UNKNOWN encoding sets failed.
+ * Returns 0 or -1 on memory exhaustion.
+ */
 int ngx_lf_decode_init(ngx_lf_decode_t *d, ngx_lf_encoding_e encoding,
     size_t max_output, ngx_lf_decode_out_pt out, void *ctx);
 /*
  * returns 0 (more input welcome), 1 (stream ended or capped; further
  * input is ignored), -1 corrupt input (failed set), -2 out of memory,
- * or the callback's non-zero return
+ * or the callback's non-zero return (stopped set, later feeds return 1).
+ * gzip sets finished at the end of each member but returns 0, as
+ * another member may follow; bytes that are not one are ignored like
+ * gzip(1) does (stopped set, 1 returned).
  */
 int ngx_lf_decode_feed(ngx_lf_decode_t *d, const u_char *p, size_t n);
 void ngx_lf_decode_free(ngx_lf_decode_t *d);

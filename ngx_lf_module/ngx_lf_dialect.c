@@ -274,7 +274,7 @@ ngx_lf_parser_feed(ngx_lf_parser_t *p, const u_char *data, size_t len)
 
 
 int
-ngx_lf_parser_finish(ngx_lf_parser_t *p, int complete)
+ngx_lf_parser_finish(ngx_lf_parser_t *p)
 {
     size_t            len;
     ngx_lf_record_t  *rec;

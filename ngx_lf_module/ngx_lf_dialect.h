@@ -38,8 +38,8 @@ ngx_lf_parser_t *ngx_lf_response_parser_create(ngx_lf_record_t *rec,
 /* returns 0, or -1 once the body proved unparsable (already recorded) */
 int ngx_lf_parser_feed(ngx_lf_parser_t *p, const u_char *data,
     size_t len);
-/* the body ended; complete says whether it ended normally */
-int ngx_lf_parser_finish(ngx_lf_parser_t *p, int complete);
+/* the body ended (or was cut: what it held so far is kept) */
+int ngx_lf_parser_finish(ngx_lf_parser_t *p);
 void ngx_lf_parser_destroy(ngx_lf_parser_t *p);
 
 /* why the parse failed, "" when it did not */

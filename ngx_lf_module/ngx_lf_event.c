@@ -18,8 +18,7 @@
 #define NGX_LF_LEVEL_ERROR      2
 
 
-typedef int (*ngx_lf_value_pt)(yajl_gen g, ngx_lf_record_t *rec,
-    ngx_lf_span_t *span);
+typedef int (*ngx_lf_value_pt)(yajl_gen g, ngx_lf_record_t *rec);
 
 
 typedef struct {
@@ -35,16 +34,11 @@ typedef struct {
 
 static int ngx_lf_event_otlp(ngx_lf_event_ctx_t *ctx);
 static int ngx_lf_event_ingestion(ngx_lf_event_ctx_t *ctx);
-static int ngx_lf_gen_input(yajl_gen g, ngx_lf_record_t *rec,
-    ngx_lf_span_t *span);
-static int ngx_lf_gen_output(yajl_gen g, ngx_lf_record_t *rec,
-    ngx_lf_span_t *span);
-static int ngx_lf_gen_params(yajl_gen g, ngx_lf_record_t *rec,
-    ngx_lf_span_t *span);
-static int ngx_lf_gen_usage(yajl_gen g, ngx_lf_record_t *rec,
-    ngx_lf_span_t *span);
-static int ngx_lf_gen_usage_classic(yajl_gen g, ngx_lf_record_t *rec,
-    ngx_lf_span_t *span);
+static int ngx_lf_gen_input(yajl_gen g, ngx_lf_record_t *rec);
+static int ngx_lf_gen_output(yajl_gen g, ngx_lf_record_t *rec);
+static int ngx_lf_gen_params(yajl_gen g, ngx_lf_record_t *rec);
+static int ngx_lf_gen_usage(yajl_gen g, ngx_lf_record_t *rec);
+static int ngx_lf_gen_usage_classic(yajl_gen g, ngx_lf_record_t *rec);
 static int ngx_lf_gen_metadata(yajl_gen g, ngx_lf_record_t *rec,
     ngx_lf_span_t *span);
 static int ngx_lf_gen_trace_metadata(yajl_gen g, ngx_lf_span_t *span,
@@ -68,7 +62,7 @@ static int ngx_lf_ktime(yajl_gen g, const char *key, int64_t ms);
 static int ngx_lf_attr(yajl_gen g, const char *key, const u_char *v,
     size_t len);
 static int ngx_lf_attr_json(yajl_gen g, const char *key,
-    ngx_lf_value_pt value, ngx_lf_record_t *rec, ngx_lf_span_t *span);
+    ngx_lf_value_pt value, ngx_lf_record_t *rec);
 
 
 static const char  ngx_lf_otlp_head[] =
@@ -261,16 +255,16 @@ ngx_lf_event_otlp(ngx_lf_event_ctx_t *ctx)
                     model->len) != 0
         || (rec->params.len
             && ngx_lf_attr_json(g, "langfuse.observation.model.parameters",
-                                ngx_lf_gen_params, rec, span) != 0)
+                                ngx_lf_gen_params, rec) != 0)
         || (ngx_lf_has_input(rec)
             && ngx_lf_attr_json(g, "langfuse.observation.input",
-                                ngx_lf_gen_input, rec, span) != 0)
+                                ngx_lf_gen_input, rec) != 0)
         || (ngx_lf_has_output(rec, span)
             && ngx_lf_attr_json(g, "langfuse.observation.output",
-                                ngx_lf_gen_output, rec, span) != 0)
+                                ngx_lf_gen_output, rec) != 0)
         || (ngx_lf_has_usage(rec)
             && ngx_lf_attr_json(g, "langfuse.observation.usage_details",
-                                ngx_lf_gen_usage, rec, span) != 0))
+                                ngx_lf_gen_usage, rec) != 0))
     {
         return -1;
     }
@@ -410,10 +404,10 @@ ngx_lf_event_ingestion(ngx_lf_event_ctx_t *ctx)
 
     if ((ngx_lf_has_input(rec)
          && (ngx_lf_key(g, "input") != 0
-             || ngx_lf_gen_input(g, rec, span) != 0))
+             || ngx_lf_gen_input(g, rec) != 0))
         || (ngx_lf_has_output(rec, span)
             && (ngx_lf_key(g, "output") != 0
-                || ngx_lf_gen_output(g, rec, span) != 0))
+                || ngx_lf_gen_output(g, rec) != 0))
         || yajl_gen_map_close(g) != yajl_gen_status_ok
         || yajl_gen_map_close(g) != yajl_gen_status_ok)
     {
@@ -448,22 +442,22 @@ ngx_lf_event_ingestion(ngx_lf_event_ctx_t *ctx)
 
     if ((rec->params.len
          && (ngx_lf_key(g, "modelParameters") != 0
-             || ngx_lf_gen_params(g, rec, span) != 0))
+             || ngx_lf_gen_params(g, rec) != 0))
         || (ngx_lf_has_input(rec)
             && (ngx_lf_key(g, "input") != 0
-                || ngx_lf_gen_input(g, rec, span) != 0))
+                || ngx_lf_gen_input(g, rec) != 0))
         || (ngx_lf_has_output(rec, span)
             && (ngx_lf_key(g, "output") != 0
-                || ngx_lf_gen_output(g, rec, span) != 0)))
+                || ngx_lf_gen_output(g, rec) != 0)))
     {
         return -1;
     }
 
     if (ngx_lf_has_usage(rec)
         && (ngx_lf_key(g, "usage") != 0
-            || ngx_lf_gen_usage_classic(g, rec, span) != 0
+            || ngx_lf_gen_usage_classic(g, rec) != 0
             || ngx_lf_key(g, "usageDetails") != 0
-            || ngx_lf_gen_usage(g, rec, span) != 0))
+            || ngx_lf_gen_usage(g, rec) != 0))
     {
         return -1;
     }
@@ -493,7 +487,7 @@ ngx_lf_has_input(ngx_lf_record_t *rec)
 
 
 static int
-ngx_lf_gen_input(yajl_gen g, ngx_lf_record_t *rec, ngx_lf_span_t *span)
+ngx_lf_gen_input(yajl_gen g, ngx_lf_record_t *rec)
 {
     if (rec->request_error || rec->input.len == 0) {
         /* not JSON: the start of the raw body as text */
@@ -536,7 +530,7 @@ ngx_lf_has_output(ngx_lf_record_t *rec, ngx_lf_span_t *span)
 
 
 static int
-ngx_lf_gen_output(yajl_gen g, ngx_lf_record_t *rec, ngx_lf_span_t *span)
+ngx_lf_gen_output(yajl_gen g, ngx_lf_record_t *rec)
 {
     unsigned             i;
     ngx_lf_tool_call_t  *tc;
@@ -606,7 +600,7 @@ ngx_lf_gen_output(yajl_gen g, ngx_lf_record_t *rec, ngx_lf_span_t *span)
 
 
 static int
-ngx_lf_gen_params(yajl_gen g, ngx_lf_record_t *rec, ngx_lf_span_t *span)
+ngx_lf_gen_params(yajl_gen g, ngx_lf_record_t *rec)
 {
     return ngx_lf_gen_json_text(g, &rec->params);
 }
@@ -684,7 +678,7 @@ ngx_lf_usage_normalize(ngx_lf_usage_t *u, int64_t *in, int64_t *out,
 
 
 static int
-ngx_lf_gen_usage(yajl_gen g, ngx_lf_record_t *rec, ngx_lf_span_t *span)
+ngx_lf_gen_usage(yajl_gen g, ngx_lf_record_t *rec)
 {
     int64_t          in, out, total;
     ngx_lf_usage_t  *u;
@@ -716,8 +710,7 @@ ngx_lf_gen_usage(yajl_gen g, ngx_lf_record_t *rec, ngx_lf_span_t *span)
 /* Langfuse v2 servers read only this object, v3 the detailed one */
 
 static int
-ngx_lf_gen_usage_classic(yajl_gen g, ngx_lf_record_t *rec,
-    ngx_lf_span_t *span)
+ngx_lf_gen_usage_classic(yajl_gen g, ngx_lf_record_t *rec)
 {
     int64_t  in, out, total;
 
@@ -989,7 +982,7 @@ ngx_lf_attr(yajl_gen g, const char *key, const u_char *v, size_t len)
 
 static int
 ngx_lf_attr_json(yajl_gen g, const char *key, ngx_lf_value_pt value,
-    ngx_lf_record_t *rec, ngx_lf_span_t *span)
+    ngx_lf_record_t *rec)
 {
     int             rc;
     size_t          len;
@@ -1003,7 +996,7 @@ ngx_lf_attr_json(yajl_gen g, const char *key, ngx_lf_value_pt value,
 
     rc = -1;
 
-    if (value(sub, rec, span) == 0
+    if (value(sub, rec) == 0
         && yajl_gen_get_buf(sub, &buf, &len) == yajl_gen_status_ok)
     {
         rc = ngx_lf_attr(g, key, buf, len);

@@ -318,6 +318,9 @@ ngx_lf_sse_line(ngx_lf_sse_t *s, const u_char *p, size_t len, int cut)
     }
 
     if (name == 5 && memcmp(p, "event", 5) == 0) {
+        /* the value fits: it comes from one line */
+        s->event.max = s->max_line ? s->max_line : NGX_LF_SSE_DEFAULT_MAX;
+
         return (ngx_lf_buf_set(&s->event, value, vlen) == 0) ? 0 : -1;
     }
 

@@ -47,6 +47,12 @@ typedef struct {
 } ngx_lf_sse_t;
 
 
+/*
+ * max_event 0 means 1 MiB; max_line may be changed after init.  The
+ * handler gets the type as sent (empty without an "event:" field, the
+ * spec's "message" default is left to it) and pointers valid only for
+ * the call; a NULL handler only counts events.
+ */
 void ngx_lf_sse_init(ngx_lf_sse_t *s, size_t max_event,
     ngx_lf_sse_handler_pt handler, void *ctx);
 /* returns 0, -1 on memory exhaustion, 1 when the handler stopped it */

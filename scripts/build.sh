@@ -9,8 +9,13 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build="$top/${BUILD:-build}"
+case "${BUILD:-build}" in
+    /*) build="$BUILD" ;;
+    *)  build="$top/${BUILD:-build}" ;;
+esac
+out="$top/${OUT:-objs}"
 cc_opt="${CC_OPT:--g -O2}"
+ld_opt="${LD_OPT:-}"
 
 if [ -z "${NGINX_SRC:-}" ]; then
     dist=/usr/share/nginx/src
@@ -26,15 +31,21 @@ if [ -z "${NGINX_SRC:-}" ]; then
     # shellcheck disable=SC1091
     . "$src/conf_flags"
     flags=("${NGX_CONF_FLAGS[@]}")
-    dist_cc=$(nginx -V 2>&1 | sed -n "s/.*--with-cc-opt='\([^']*\)'.*/\1/p")
+    nginx_bin="${NGINX_BIN:-/usr/sbin/nginx}"
+    dist_cc=$("$nginx_bin" -V 2>&1 \
+              | sed -n "s/.*--with-cc-opt='\([^']*\)'.*/\1/p")
+    dist_ld=$("$nginx_bin" -V 2>&1 \
+              | sed -n "s/.*--with-ld-opt='\([^']*\)'.*/\1/p")
     cc_opt="$dist_cc $cc_opt"
+    ld_opt="$dist_ld $ld_opt"
 else
     src=$(cd "$NGINX_SRC" && pwd)
     flags=(--with-compat --with-http_ssl_module --with-threads)
 fi
 
 cd "$src"
-./configure "${flags[@]}" --with-cc-opt="$cc_opt" \
+mkdir -p "$build"
+./configure "${flags[@]}" --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" \
     --add-dynamic-module="$top" > "$build/configure.log" 2>&1 || {
     tail -n 30 "$build/configure.log" >&2
     echo "build: configure failed, see $build/configure.log" >&2
@@ -46,6 +57,6 @@ make -f objs/Makefile modules > "$build/make.log" 2>&1 || {
     exit 1
 }
 
-mkdir -p "$top/objs"
-cp objs/ngx_http_langfuse_module.so "$top/objs/"
-echo "build: $top/objs/ngx_http_langfuse_module.so"
+mkdir -p "$out"
+cp objs/ngx_http_langfuse_module.so "$out/"
+echo "build: $out/ngx_http_langfuse_module.so"
