@@ -208,6 +208,8 @@ static uint64_t   ngx_http_lf_rng[2];
 ngx_http_lf_ctx_t *
 ngx_http_lf_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 {
+    size_t                   n;
+    const u_char            *model;
     ngx_pool_cleanup_t      *cln;
     ngx_http_lf_ctx_t       *ctx;
     ngx_http_lf_loc_conf_t  *llcf;
@@ -253,6 +255,12 @@ ngx_http_lf_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 
     if (ctx->rec.dialect == NGX_LF_DIALECT_AUTO) {
         ctx->rec.dialect = ngx_lf_dialect_from_path(r->uri.data, r->uri.len);
+    }
+
+    if (ctx->rec.dialect == NGX_LF_DIALECT_GEMINI) {
+        /* Gemini names the model in the path, not in the body */
+        n = ngx_lf_dialect_path_model(r->uri.data, r->uri.len, &model);
+        (void) ngx_lf_buf_append(&ctx->rec.request_model, model, n);
     }
 
     ngx_http_lf_traceparent(r, ctx);

@@ -8,144 +8,148 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ngx_lf_dialect.h"
+#include "ngx_lf_parser.h"
 
 
-#define NGX_LF_KEY_MAX          64
+/*
+ * The parser: one body, JSON or a stream of JSON events, walked once.
+ * The request side is shared by every dialect through its key table;
+ * the response side is the dialect's own handler.
+ */
 
 
-struct ngx_lf_parser_s {
-    ngx_lf_record_t        *rec;
-    ngx_lf_json_t           json;
-    ngx_lf_sse_t            sse;
-
-    /* request: the model parameters object under construction */
-    yajl_gen                params;
-    ngx_lf_buf_t            scratch;
-    u_char                  key[NGX_LF_KEY_MAX];
-    size_t                  key_len;
-    unsigned                nparams;
-
-    /* response: where inside choices and tool calls the walk is */
-    int64_t                 choice;
-    int64_t                 tool;
-
-    unsigned                request:1;
-    unsigned                use_sse:1;
-    unsigned                failed:1;
-    unsigned                param_capture:1;
-
-    /* a cumulative stream's event has begun to restate the text */
-    unsigned                event_text;
-    unsigned                event_reasoning;
-
-    uint64_t                bad_events;
-    char                    error[160];
-};
-
-
-typedef struct {
-    const char             *path;
-    size_t                  offset;
-} ngx_lf_usage_path_t;
-
-
+static const ngx_lf_dialect_t *ngx_lf_dialect(ngx_lf_record_t *rec);
 static int ngx_lf_request_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
     const u_char *v, size_t len);
 static int ngx_lf_request_param(ngx_lf_parser_t *p, ngx_lf_json_t *j,
     const char *key, ngx_lf_json_type_e type, const u_char *v, size_t len);
 static int ngx_lf_response_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
     const u_char *v, size_t len);
-static int ngx_lf_openai_value(ngx_lf_parser_t *p, ngx_lf_json_t *j,
-    ngx_lf_json_type_e type, const u_char *v, size_t len);
-static int ngx_lf_dashscope_value(ngx_lf_parser_t *p, ngx_lf_json_t *j,
-    ngx_lf_json_type_e type, const u_char *v, size_t len);
-static void ngx_lf_choice_value(ngx_lf_parser_t *p, ngx_lf_json_t *j,
-    const char *rest, ngx_lf_json_type_e type, const u_char *v, size_t len);
-static void ngx_lf_tool_value(ngx_lf_parser_t *p, const char *rest,
-    ngx_lf_json_type_e type, const u_char *v, size_t len);
-static void ngx_lf_text(ngx_lf_parser_t *p, ngx_lf_buf_t *buf,
-    const u_char *v, size_t len);
-static void ngx_lf_usage(ngx_lf_record_t *rec,
-    const ngx_lf_usage_path_t *paths, const char *path,
+static ngx_lf_dialect_e ngx_lf_sniff(ngx_lf_json_t *j,
     ngx_lf_json_type_e type, const u_char *v, size_t len);
 static int ngx_lf_sse_event(void *ctx, const u_char *event,
     size_t event_len, const u_char *data, size_t data_len,
     int data_truncated);
-static void ngx_lf_set(ngx_lf_buf_t *buf, const u_char *v, size_t len);
+static int ngx_lf_ends_with(const u_char *p, size_t len, const char *s);
 
 
-#define ngx_lf_usage_field(f)   offsetof(ngx_lf_usage_t, f)
-
-static const ngx_lf_usage_path_t  ngx_lf_openai_usage[] = {
-    { "usage.prompt_tokens", ngx_lf_usage_field(input) },
-    { "usage.completion_tokens", ngx_lf_usage_field(output) },
-    { "usage.total_tokens", ngx_lf_usage_field(total) },
-    { "usage.prompt_tokens_details.cached_tokens",
-      ngx_lf_usage_field(cached) },
-    { "usage.prompt_cache_hit_tokens", ngx_lf_usage_field(cached) },
-    { "usage.completion_tokens_details.reasoning_tokens",
-      ngx_lf_usage_field(reasoning) },
-    { NULL, 0 }
+static const ngx_lf_key_t  ngx_lf_generic_keys[] = {
+    { "messages", NGX_LF_KEY_INPUT },
+    { "input", NGX_LF_KEY_INPUT },
+    { "prompt", NGX_LF_KEY_INPUT },
+    { "contents", NGX_LF_KEY_INPUT },
+    { "system", NGX_LF_KEY_SYSTEM },
+    { "instructions", NGX_LF_KEY_SYSTEM },
+    { "systemInstruction", NGX_LF_KEY_SYSTEM },
+    { "tools", NGX_LF_KEY_TOOLS },
+    { "functions", NGX_LF_KEY_TOOLS },
+    { "generationConfig", NGX_LF_KEY_PARAMS },
+    { "parameters", NGX_LF_KEY_PARAMS },
+    { "stream_options", NGX_LF_KEY_IGNORE },
+    { "metadata", NGX_LF_KEY_IGNORE },
+    { NULL, NGX_LF_KEY_PARAM }
 };
 
 
-static const ngx_lf_usage_path_t  ngx_lf_dashscope_usage[] = {
-    { "usage.input_tokens", ngx_lf_usage_field(input) },
-    { "usage.output_tokens", ngx_lf_usage_field(output) },
-    { "usage.total_tokens", ngx_lf_usage_field(total) },
-    { "usage.prompt_tokens_details.cached_tokens",
-      ngx_lf_usage_field(cached) },
-    { "usage.output_tokens_details.reasoning_tokens",
-      ngx_lf_usage_field(reasoning) },
-    { NULL, 0 }
+static const ngx_lf_dialect_t  ngx_lf_unknown_dialect = {
+    "auto", "llm.call", ngx_lf_generic_keys, NULL
+};
+
+
+/* indexed by ngx_lf_dialect_e */
+static const ngx_lf_dialect_t  *ngx_lf_dialects[] = {
+    &ngx_lf_unknown_dialect,
+    &ngx_lf_openai_chat_dialect,
+    &ngx_lf_openai_responses_dialect,
+    &ngx_lf_openai_embeddings_dialect,
+    &ngx_lf_dashscope_dialect,
+    &ngx_lf_anthropic_dialect,
+    &ngx_lf_gemini_dialect,
+    &ngx_lf_unknown_dialect
 };
 
 
 ngx_lf_dialect_e
 ngx_lf_dialect_from_path(const u_char *path, size_t len)
 {
-    size_t       n;
-    const char  *suffix;
+    const u_char  *colon;
 
-    suffix = "/chat/completions";
-    n = strlen(suffix);
-
-    if (len >= n && memcmp(path + len - n, suffix, n) == 0) {
+    if (ngx_lf_ends_with(path, len, "/chat/completions")) {
         return NGX_LF_DIALECT_OPENAI_CHAT;
     }
 
-    suffix = "/services/aigc/text-generation/generation";
-    n = strlen(suffix);
+    if (ngx_lf_ends_with(path, len, "/responses")) {
+        return NGX_LF_DIALECT_OPENAI_RESPONSES;
+    }
 
-    if (len >= n && memcmp(path + len - n, suffix, n) == 0) {
+    if (ngx_lf_ends_with(path, len, "/embeddings")) {
+        return NGX_LF_DIALECT_OPENAI_EMBEDDINGS;
+    }
+
+    if (ngx_lf_ends_with(path, len, "/v1/messages")) {
+        return NGX_LF_DIALECT_ANTHROPIC;
+    }
+
+    if (ngx_lf_ends_with(path, len, "/aigc/text-generation/generation")
+        || ngx_lf_ends_with(path, len,
+                            "/aigc/multimodal-generation/generation"))
+    {
         return NGX_LF_DIALECT_DASHSCOPE;
     }
 
-    suffix = "/services/aigc/multimodal-generation/generation";
-    n = strlen(suffix);
+    colon = memchr(path, ':', len);
 
-    if (len >= n && memcmp(path + len - n, suffix, n) == 0) {
-        return NGX_LF_DIALECT_DASHSCOPE;
+    if (colon
+        && (ngx_lf_ends_with(path, len, ":generateContent")
+            || ngx_lf_ends_with(path, len, ":streamGenerateContent")))
+    {
+        return NGX_LF_DIALECT_GEMINI;
     }
 
     return NGX_LF_DIALECT_UNKNOWN;
 }
 
 
+size_t
+ngx_lf_dialect_path_model(const u_char *path, size_t len,
+    const u_char **model)
+{
+    size_t         i, start;
+
+    for (i = 0; i + 7 <= len; i++) {
+        if (memcmp(path + i, "models/", 7) != 0) {
+            continue;
+        }
+
+        start = i + 7;
+
+        for (i = start; i < len && path[i] != ':' && path[i] != '/'; i++) {
+            /* void */
+        }
+
+        *model = path + start;
+        return i - start;
+    }
+
+    return 0;
+}
+
+
 ngx_lf_dialect_e
 ngx_lf_dialect_from_name(const u_char *name, size_t len)
 {
-    if (len == 4 && memcmp(name, "auto", 4) == 0) {
-        return NGX_LF_DIALECT_AUTO;
-    }
+    size_t  i;
 
     if (len == 6 && memcmp(name, "openai", 6) == 0) {
         return NGX_LF_DIALECT_OPENAI_CHAT;
     }
 
-    if (len == 9 && memcmp(name, "dashscope", 9) == 0) {
-        return NGX_LF_DIALECT_DASHSCOPE;
+    for (i = 0; i < NGX_LF_DIALECT_UNKNOWN; i++) {
+        if (strlen(ngx_lf_dialects[i]->name) == len
+            && memcmp(ngx_lf_dialects[i]->name, name, len) == 0)
+        {
+            return (ngx_lf_dialect_e) i;
+        }
     }
 
     return NGX_LF_DIALECT_UNKNOWN;
@@ -155,17 +159,18 @@ ngx_lf_dialect_from_name(const u_char *name, size_t len)
 const char *
 ngx_lf_dialect_operation(ngx_lf_dialect_e dialect)
 {
-    switch (dialect) {
+    return ngx_lf_dialects[dialect]->operation;
+}
 
-    case NGX_LF_DIALECT_OPENAI_CHAT:
-        return "chat.completions";
 
-    case NGX_LF_DIALECT_DASHSCOPE:
-        return "dashscope.generation";
-
-    default:
-        return "llm.call";
+static const ngx_lf_dialect_t *
+ngx_lf_dialect(ngx_lf_record_t *rec)
+{
+    if (rec->dialect > NGX_LF_DIALECT_UNKNOWN) {
+        return &ngx_lf_unknown_dialect;
     }
+
+    return ngx_lf_dialects[rec->dialect];
 }
 
 
@@ -215,12 +220,11 @@ ngx_lf_response_parser_create(ngx_lf_record_t *rec, int sse)
 
     p->rec = rec;
     p->use_sse = sse ? 1 : 0;
-    p->choice = 0;
-    p->tool = 0;
 
     rec->response_sse = p->use_sse;
 
     ngx_lf_buf_init(&p->scratch, NGX_LF_PARAMS_MAX);
+    ngx_lf_buf_init(&p->part, rec->output.max);
 
     if (ngx_lf_json_init(&p->json, ngx_lf_response_value, p,
                          2 * rec->output.max + 65536)
@@ -358,6 +362,7 @@ ngx_lf_parser_destroy(ngx_lf_parser_t *p)
     }
 
     ngx_lf_buf_free(&p->scratch);
+    ngx_lf_buf_free(&p->part);
 
     free(p);
 }
@@ -379,18 +384,20 @@ ngx_lf_parser_error(ngx_lf_parser_t *p)
 
 
 /*
- * The request: model, stream flag, the conversation as input, tools,
- * and every other top-level member (or, for DashScope, every member of
- * "parameters") as a model parameter.
+ * The request: model, stream flag and user; the conversation, the
+ * system prompt and the tools as captured JSON; every other member
+ * (and each member of a parameters object) as a model parameter.
  */
 
 static int
 ngx_lf_request_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
     const u_char *v, size_t len)
 {
-    const char       *key;
-    ngx_lf_parser_t  *p;
-    ngx_lf_record_t  *rec;
+    const char          *key;
+    ngx_lf_buf_t        *to;
+    ngx_lf_parser_t     *p;
+    ngx_lf_record_t     *rec;
+    const ngx_lf_key_t  *k;
 
     p = j->ctx;
     rec = p->rec;
@@ -415,16 +422,30 @@ ngx_lf_request_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
         return 0;
     }
 
-    if (!j->path_ok || j->depth == 0) {
+    if (!j->path_ok || j->depth == 0 || j->depth > 2) {
         return 0;
     }
 
-    if (j->depth == 2 && rec->dialect == NGX_LF_DIALECT_DASHSCOPE) {
-        key = ngx_lf_json_under(j, "parameters.");
+    if (j->depth == 2) {
+        /* inside a parameters object, or Anthropic's metadata */
 
-        if (key == NULL) {
+        if (ngx_lf_json_is(j, "metadata.user_id")) {
+            if (type == NGX_LF_JSON_STRING && rec->user.len == 0) {
+                ngx_lf_set(&rec->user, v, len);
+            }
+
             return 0;
         }
+
+        key = strchr(j->path, '.');
+
+        if (key == NULL || p->params_key_len != (size_t) (key - j->path)
+            || memcmp(p->params_key, j->path, p->params_key_len) != 0)
+        {
+            return 0;
+        }
+
+        key++;
 
         if (strcmp(key, "incremental_output") == 0) {
             if (type == NGX_LF_JSON_BOOL) {
@@ -436,10 +457,6 @@ ngx_lf_request_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
         }
 
         return ngx_lf_request_param(p, j, key, type, v, len);
-    }
-
-    if (j->depth != 1) {
-        return 0;
     }
 
     key = j->path;
@@ -468,24 +485,46 @@ ngx_lf_request_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
         return 0;
     }
 
-    if (strcmp(key, "messages") == 0 || strcmp(key, "input") == 0
-        || strcmp(key, "prompt") == 0)
-    {
-        return ngx_lf_json_capture(j, &rec->input) == 0 ? 0 : 1;
+    for (k = ngx_lf_dialect(rec)->keys; k->key; k++) {
+        if (strcmp(k->key, key) == 0) {
+            break;
+        }
     }
 
-    if (strcmp(key, "tools") == 0 || strcmp(key, "functions") == 0) {
-        return ngx_lf_json_capture(j, &rec->tools) == 0 ? 0 : 1;
-    }
+    to = NULL;
 
-    if (strcmp(key, "stream_options") == 0 || strcmp(key, "metadata") == 0
-        || (strcmp(key, "parameters") == 0
-            && rec->dialect == NGX_LF_DIALECT_DASHSCOPE))
-    {
+    switch (k->role) {
+
+    case NGX_LF_KEY_INPUT:
+        to = &rec->input;
+        break;
+
+    case NGX_LF_KEY_SYSTEM:
+        to = &rec->system;
+        break;
+
+    case NGX_LF_KEY_TOOLS:
+        to = &rec->tools;
+        break;
+
+    case NGX_LF_KEY_PARAMS:
+        /* remember which member holds the parameters */
+        if (type == NGX_LF_JSON_MAP_START && strlen(key) < NGX_LF_KEY_MAX)
+        {
+            p->params_key_len = strlen(key);
+            memcpy(p->params_key, key, p->params_key_len);
+        }
+
         return 0;
+
+    case NGX_LF_KEY_IGNORE:
+        return 0;
+
+    default: /* NGX_LF_KEY_PARAM */
+        return ngx_lf_request_param(p, j, key, type, v, len);
     }
 
-    return ngx_lf_request_param(p, j, key, type, v, len);
+    return ngx_lf_json_capture(j, to) == 0 ? 0 : 1;
 }
 
 
@@ -499,7 +538,7 @@ ngx_lf_request_param(ngx_lf_parser_t *p, ngx_lf_json_t *j,
 
     n = strlen(key);
 
-    if (n > NGX_LF_KEY_MAX
+    if (n >= NGX_LF_KEY_MAX
         || yajl_gen_get_buf(p->params, &gbuf, &glen) != yajl_gen_status_ok
         || glen > NGX_LF_PARAMS_MAX)
     {
@@ -551,7 +590,9 @@ static int
 ngx_lf_response_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
     const u_char *v, size_t len)
 {
-    ngx_lf_parser_t  *p;
+    ngx_lf_dialect_e        d;
+    ngx_lf_parser_t        *p;
+    const ngx_lf_dialect_t *dialect;
 
     p = j->ctx;
 
@@ -559,130 +600,277 @@ ngx_lf_response_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
         return 0;
     }
 
-    switch (p->rec->dialect) {
+    dialect = ngx_lf_dialect(p->rec);
 
-    case NGX_LF_DIALECT_DASHSCOPE:
-        return ngx_lf_dashscope_value(p, j, type, v, len);
+    if (dialect->response == NULL) {
+        /* no path told: the body's shape does */
+        d = ngx_lf_sniff(j, type, v, len);
 
-    default:
-        return ngx_lf_openai_value(p, j, type, v, len);
+        if (d == NGX_LF_DIALECT_UNKNOWN) {
+            return 0;
+        }
+
+        p->rec->dialect = d;
+        dialect = ngx_lf_dialects[d];
     }
+
+    return dialect->response(p, j, type, v, len);
 }
 
 
-static int
-ngx_lf_openai_value(ngx_lf_parser_t *p, ngx_lf_json_t *j,
-    ngx_lf_json_type_e type, const u_char *v, size_t len)
+static ngx_lf_dialect_e
+ngx_lf_sniff(ngx_lf_json_t *j, ngx_lf_json_type_e type, const u_char *v,
+    size_t len)
 {
-    const char       *rest;
-    ngx_lf_record_t  *rec;
+    const char  *key;
 
-    rec = p->rec;
+    key = j->path;
 
-    if (j->depth == 1 && type == NGX_LF_JSON_STRING) {
-
-        if (ngx_lf_json_is(j, "id")) {
-            ngx_lf_set(&rec->response_id, v, len);
-
-        } else if (ngx_lf_json_is(j, "model")) {
-            ngx_lf_set(&rec->model, v, len);
-
-        } else if (ngx_lf_json_is(j, "error")) {
-            ngx_lf_set(&rec->error, v, len);
-            rec->error_event |= p->use_sse;
-        }
-
-        return 0;
+    if (strncmp(key, "[].", 3) == 0) {
+        key += 3;
     }
 
-    if (ngx_lf_json_is(j, "error.message") && type == NGX_LF_JSON_STRING) {
-        ngx_lf_set(&rec->error, v, len);
-        rec->error_event |= p->use_sse;
-        return 0;
+    if (strchr(key, '.') || strchr(key, '[')) {
+        return NGX_LF_DIALECT_UNKNOWN;
     }
 
-    rest = ngx_lf_json_under(j, "choices[]");
-
-    if (rest) {
-        ngx_lf_choice_value(p, j, rest, type, v, len);
-        return 0;
+    if (strcmp(key, "choices") == 0) {
+        return NGX_LF_DIALECT_OPENAI_CHAT;
     }
 
-    ngx_lf_usage(rec, ngx_lf_openai_usage, j->path, type, v, len);
-
-    if (ngx_lf_json_under(j, "usage")) {
-        rec->usage.input_has_cached = 1;
-        rec->usage.output_has_reasoning = 1;
-    }
-
-    return 0;
-}
-
-
-static int
-ngx_lf_dashscope_value(ngx_lf_parser_t *p, ngx_lf_json_t *j,
-    ngx_lf_json_type_e type, const u_char *v, size_t len)
-{
-    const char       *rest;
-    ngx_lf_record_t  *rec;
-
-    rec = p->rec;
-
-    if (j->depth == 1 && type == NGX_LF_JSON_STRING) {
-
-        if (ngx_lf_json_is(j, "request_id")) {
-            ngx_lf_set(&rec->response_id, v, len);
-
-        } else if (ngx_lf_json_is(j, "message") && len) {
-            ngx_lf_set(&rec->error, v, len);
-
-        } else if (ngx_lf_json_is(j, "code") && len && rec->error.len == 0)
-        {
-            ngx_lf_set(&rec->error, v, len);
-        }
-
-        return 0;
-    }
-
-    if (ngx_lf_json_is(j, "output.text") && type == NGX_LF_JSON_STRING) {
-        ngx_lf_text(p, &rec->output, v, len);
-        return 0;
-    }
-
-    if (ngx_lf_json_is(j, "output.finish_reason")
-        && type == NGX_LF_JSON_STRING)
+    if (strcmp(key, "candidates") == 0 || strcmp(key, "usageMetadata") == 0)
     {
-        if (!(len == 4 && memcmp(v, "null", 4) == 0)) {
-            ngx_lf_set(&rec->finish_reason, v, len);
-            rec->stream_done = 1;
+        return NGX_LF_DIALECT_GEMINI;
+    }
+
+    if (strcmp(key, "output") == 0) {
+        return type == NGX_LF_JSON_MAP_START ? NGX_LF_DIALECT_DASHSCOPE
+                                             : NGX_LF_DIALECT_OPENAI_RESPONSES;
+    }
+
+    if (strcmp(key, "stop_reason") == 0 || strcmp(key, "content") == 0
+        || strcmp(key, "delta") == 0 || strcmp(key, "content_block") == 0)
+    {
+        return NGX_LF_DIALECT_ANTHROPIC;
+    }
+
+    if (strcmp(key, "type") == 0 && type == NGX_LF_JSON_STRING) {
+        if (len > 9 && memcmp(v, "response.", 9) == 0) {
+            return NGX_LF_DIALECT_OPENAI_RESPONSES;
         }
 
+        if (len >= 7 && (memcmp(v, "message", 7) == 0
+                         || (len > 14 && memcmp(v, "content_block_", 14)
+                                         == 0)))
+        {
+            return NGX_LF_DIALECT_ANTHROPIC;
+        }
+    }
+
+    if (strcmp(key, "data") == 0 && type == NGX_LF_JSON_ARRAY_START) {
+        return NGX_LF_DIALECT_OPENAI_EMBEDDINGS;
+    }
+
+    return NGX_LF_DIALECT_UNKNOWN;
+}
+
+
+static int
+ngx_lf_sse_event(void *ctx, const u_char *event, size_t event_len,
+    const u_char *data, size_t data_len, int data_truncated)
+{
+    size_t            i;
+    ngx_lf_parser_t  *p;
+    ngx_lf_record_t  *rec;
+
+    p = ctx;
+    rec = p->rec;
+
+    p->event_text = 0;
+    p->event_reasoning = 0;
+    p->choice = 0;
+    p->tool = 0;
+
+    p->event_len = event_len < NGX_LF_EVENT_MAX ? event_len : 0;
+    memcpy(p->event, event, p->event_len);
+
+    if (ngx_lf_event_is(p, "error")) {
+        rec->error_event = 1;
+    }
+
+    if (data_len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        rec->stream_done = 1;
         return 0;
     }
 
-    rest = ngx_lf_json_under(j, "output.choices[]");
+    for (i = 0; i < data_len; i++) {
+        if (data[i] != ' ' && data[i] != '\t' && data[i] != '\n'
+            && data[i] != '\r')
+        {
+            break;
+        }
+    }
 
-    if (rest) {
-        ngx_lf_choice_value(p, j, rest, type, v, len);
+    if (data_truncated || i == data_len
+        || (data[i] != '{' && data[i] != '['))
+    {
+        p->bad_events++;
         return 0;
     }
 
-    ngx_lf_usage(rec, ngx_lf_dashscope_usage, j->path, type, v, len);
+    if (ngx_lf_json_reset(&p->json) != 0) {
+        strcpy(p->error, "out of memory");
+        return 1;
+    }
 
-    if (ngx_lf_json_under(j, "usage")) {
-        rec->usage.input_has_cached = 1;
-        rec->usage.output_has_reasoning = 1;
+    if (ngx_lf_json_feed(&p->json, data + i, data_len - i) != 0
+        || ngx_lf_json_finish(&p->json) != 0)
+    {
+        p->bad_events++;
     }
 
     return 0;
 }
 
 
-/* inside one element of "choices": rest is what follows "choices[]" */
+int
+ngx_lf_event_is(ngx_lf_parser_t *p, const char *name)
+{
+    return p->event_len == strlen(name)
+           && memcmp(p->event, name, p->event_len) == 0;
+}
 
-static void
-ngx_lf_choice_value(ngx_lf_parser_t *p, ngx_lf_json_t *j,
-    const char *rest, ngx_lf_json_type_e type, const u_char *v, size_t len)
+
+void
+ngx_lf_set(ngx_lf_buf_t *buf, const u_char *v, size_t len)
+{
+    ngx_lf_buf_reset(buf);
+    (void) ngx_lf_buf_append(buf, v, len);
+}
+
+
+/*
+ * Output text.  A DashScope stream without incremental_output repeats
+ * the whole text so far in every event: the event's text replaces the
+ * text before it instead of adding to it.
+ */
+
+void
+ngx_lf_text(ngx_lf_parser_t *p, ngx_lf_buf_t *buf, const u_char *v,
+    size_t len)
+{
+    unsigned  *event_seen;
+
+    if (len) {
+        p->rec->content_seen = 1;
+    }
+
+    if (p->use_sse && p->rec->dialect == NGX_LF_DIALECT_DASHSCOPE
+        && p->rec->incremental != 1)
+    {
+        event_seen = (buf == &p->rec->output) ? &p->event_text
+                                              : &p->event_reasoning;
+
+        if (!*event_seen) {
+            ngx_lf_buf_reset(buf);
+            *event_seen = 1;
+        }
+    }
+
+    (void) ngx_lf_buf_append(buf, v, len);
+}
+
+
+int
+ngx_lf_usage(ngx_lf_record_t *rec, const ngx_lf_usage_path_t *paths,
+    const char *path, ngx_lf_json_type_e type, const u_char *v, size_t len)
+{
+    int64_t  n;
+
+    for ( /* void */ ; paths->path; paths++) {
+        if (strcmp(paths->path, path) != 0) {
+            continue;
+        }
+
+        if (type == NGX_LF_JSON_NUMBER && ngx_lf_json_int(v, len, &n) == 0
+            && n >= 0)
+        {
+            /* the latest value wins: streams restate their counts */
+            *(int64_t *) ((u_char *) &rec->usage + paths->offset) = n;
+        }
+
+        return 1;
+    }
+
+    return 0;
+}
+
+
+ngx_lf_tool_call_t *
+ngx_lf_tool_slot(ngx_lf_parser_t *p, int64_t key)
+{
+    unsigned          i;
+    ngx_lf_record_t  *rec;
+
+    rec = p->rec;
+
+    for (i = 0; i < rec->ntool_calls; i++) {
+        if (p->tool_keys[i] == key) {
+            return &rec->tool_calls[i];
+        }
+    }
+
+    if (rec->ntool_calls == NGX_LF_MAX_TOOL_CALLS) {
+        return NULL;
+    }
+
+    p->tool_keys[rec->ntool_calls] = key;
+
+    return &rec->tool_calls[rec->ntool_calls++];
+}
+
+
+void
+ngx_lf_tool_value(ngx_lf_parser_t *p, const char *rest,
+    ngx_lf_json_type_e type, const u_char *v, size_t len)
+{
+    int64_t              n;
+    ngx_lf_tool_call_t  *tc;
+
+    if (strcmp(rest, "index") == 0) {
+        if (type == NGX_LF_JSON_NUMBER && ngx_lf_json_int(v, len, &n) == 0) {
+            p->tool = n;
+        }
+
+        return;
+    }
+
+    if (type != NGX_LF_JSON_STRING) {
+        return;
+    }
+
+    tc = ngx_lf_tool_slot(p, p->tool);
+    if (tc == NULL) {
+        return;
+    }
+
+    if (strcmp(rest, "id") == 0) {
+        ngx_lf_set(&tc->id, v, len);
+
+    } else if (strcmp(rest, "function.name") == 0) {
+        ngx_lf_set(&tc->name, v, len);
+        p->rec->content_seen = 1;
+
+    } else if (strcmp(rest, "function.arguments") == 0) {
+        (void) ngx_lf_buf_append(&tc->arguments, v, len);
+        p->rec->content_seen |= len ? 1 : 0;
+    }
+}
+
+
+void
+ngx_lf_choice_value(ngx_lf_parser_t *p, ngx_lf_json_t *j, const char *rest,
+    ngx_lf_json_type_e type, const u_char *v, size_t len)
 {
     int64_t           n;
     ngx_lf_record_t  *rec;
@@ -713,14 +901,8 @@ ngx_lf_choice_value(ngx_lf_parser_t *p, ngx_lf_json_t *j,
     }
 
     if (strcmp(rest, "finish_reason") == 0) {
-        if (type == NGX_LF_JSON_STRING
-            && !(len == 4 && memcmp(v, "null", 4) == 0))
-        {
+        if (type == NGX_LF_JSON_STRING && !ngx_lf_is_null_text(v, len)) {
             ngx_lf_set(&rec->finish_reason, v, len);
-
-            if (rec->dialect == NGX_LF_DIALECT_DASHSCOPE) {
-                rec->stream_done = 1;
-            }
         }
 
         return;
@@ -765,164 +947,21 @@ ngx_lf_choice_value(ngx_lf_parser_t *p, ngx_lf_json_t *j,
 }
 
 
-static void
-ngx_lf_tool_value(ngx_lf_parser_t *p, const char *rest,
-    ngx_lf_json_type_e type, const u_char *v, size_t len)
+/* DashScope streams say "null" while a choice is unfinished */
+
+int
+ngx_lf_is_null_text(const u_char *v, size_t len)
 {
-    int64_t              n;
-    ngx_lf_record_t     *rec;
-    ngx_lf_tool_call_t  *tc;
-
-    rec = p->rec;
-
-    if (strcmp(rest, "index") == 0) {
-        if (type == NGX_LF_JSON_NUMBER && ngx_lf_json_int(v, len, &n) == 0) {
-            p->tool = n;
-        }
-
-        return;
-    }
-
-    if (type != NGX_LF_JSON_STRING || p->tool < 0
-        || p->tool >= NGX_LF_MAX_TOOL_CALLS)
-    {
-        return;
-    }
-
-    tc = &rec->tool_calls[p->tool];
-
-    if ((unsigned) p->tool >= rec->ntool_calls) {
-        rec->ntool_calls = (unsigned) p->tool + 1;
-    }
-
-    if (strcmp(rest, "id") == 0) {
-        ngx_lf_set(&tc->id, v, len);
-
-    } else if (strcmp(rest, "function.name") == 0) {
-        ngx_lf_set(&tc->name, v, len);
-        rec->content_seen = 1;
-
-    } else if (strcmp(rest, "function.arguments") == 0) {
-        (void) ngx_lf_buf_append(&tc->arguments, v, len);
-        rec->content_seen |= len ? 1 : 0;
-    }
-}
-
-
-/*
- * Output text.  A DashScope stream without incremental_output repeats
- * the whole text so far in every event: the event's text replaces the
- * text before it instead of adding to it.
- */
-
-static void
-ngx_lf_text(ngx_lf_parser_t *p, ngx_lf_buf_t *buf, const u_char *v,
-    size_t len)
-{
-    unsigned  *event_seen;
-
-    if (len) {
-        p->rec->content_seen = 1;
-    }
-
-    if (p->use_sse && p->rec->dialect == NGX_LF_DIALECT_DASHSCOPE
-        && p->rec->incremental != 1)
-    {
-        event_seen = (buf == &p->rec->output) ? &p->event_text
-                                              : &p->event_reasoning;
-
-        if (!*event_seen) {
-            ngx_lf_buf_reset(buf);
-            buf->truncated = 0;
-            *event_seen = 1;
-        }
-    }
-
-    (void) ngx_lf_buf_append(buf, v, len);
-}
-
-
-static void
-ngx_lf_usage(ngx_lf_record_t *rec, const ngx_lf_usage_path_t *paths,
-    const char *path, ngx_lf_json_type_e type, const u_char *v, size_t len)
-{
-    int64_t  n;
-
-    if (type != NGX_LF_JSON_NUMBER || ngx_lf_json_int(v, len, &n) != 0
-        || n < 0)
-    {
-        return;
-    }
-
-    for ( /* void */ ; paths->path; paths++) {
-        if (strcmp(paths->path, path) == 0) {
-            /* the latest value wins: streams restate their counts */
-            *(int64_t *) ((u_char *) &rec->usage + paths->offset) = n;
-            return;
-        }
-    }
+    return len == 4 && memcmp(v, "null", 4) == 0;
 }
 
 
 static int
-ngx_lf_sse_event(void *ctx, const u_char *event, size_t event_len,
-    const u_char *data, size_t data_len, int data_truncated)
+ngx_lf_ends_with(const u_char *p, size_t len, const char *s)
 {
-    size_t            i;
-    ngx_lf_parser_t  *p;
-    ngx_lf_record_t  *rec;
+    size_t  n;
 
-    p = ctx;
-    rec = p->rec;
+    n = strlen(s);
 
-    p->event_text = 0;
-    p->event_reasoning = 0;
-    p->choice = 0;
-    p->tool = 0;
-
-    if (event_len == 5 && memcmp(event, "error", 5) == 0) {
-        rec->error_event = 1;
-    }
-
-    if (data_len == 6 && memcmp(data, "[DONE]", 6) == 0) {
-        rec->stream_done = 1;
-        return 0;
-    }
-
-    for (i = 0; i < data_len; i++) {
-        if (data[i] != ' ' && data[i] != '\t' && data[i] != '\n'
-            && data[i] != '\r')
-        {
-            break;
-        }
-    }
-
-    if (data_truncated || i == data_len
-        || (data[i] != '{' && data[i] != '['))
-    {
-        p->bad_events++;
-        return 0;
-    }
-
-    if (ngx_lf_json_reset(&p->json) != 0) {
-        strcpy(p->error, "out of memory");
-        return 1;
-    }
-
-    if (ngx_lf_json_feed(&p->json, data + i, data_len - i) != 0
-        || ngx_lf_json_finish(&p->json) != 0)
-    {
-        p->bad_events++;
-    }
-
-    return 0;
-}
-
-
-static void
-ngx_lf_set(ngx_lf_buf_t *buf, const u_char *v, size_t len)
-{
-    ngx_lf_buf_reset(buf);
-    buf->truncated = 0;
-    (void) ngx_lf_buf_append(buf, v, len);
+    return len >= n && memcmp(p + len - n, s, n) == 0;
 }

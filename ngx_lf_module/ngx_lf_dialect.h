@@ -27,6 +27,9 @@ typedef struct ngx_lf_parser_s  ngx_lf_parser_t;
 
 
 ngx_lf_dialect_e ngx_lf_dialect_from_path(const u_char *path, size_t len);
+/* the model named in a Gemini URL path ("models/NAME:generateContent") */
+size_t ngx_lf_dialect_path_model(const u_char *path, size_t len,
+    const u_char **model);
 ngx_lf_dialect_e ngx_lf_dialect_from_name(const u_char *name, size_t len);
 /* the default trace name: "chat.completions", ... */
 const char *ngx_lf_dialect_operation(ngx_lf_dialect_e dialect);

@@ -489,22 +489,45 @@ ngx_lf_has_input(ngx_lf_record_t *rec)
 static int
 ngx_lf_gen_input(yajl_gen g, ngx_lf_record_t *rec)
 {
+    const char  *key;
+
     if (rec->request_error || rec->input.len == 0) {
         /* not JSON: the start of the raw body as text */
         return ngx_lf_json_gen_string(g, rec->request_raw.data,
                                       rec->request_raw.len);
     }
 
-    if (rec->tools.len == 0 || rec->tools.truncated) {
+    if (rec->tools.len == 0 && rec->system.len == 0) {
         return ngx_lf_gen_json_text(g, &rec->input);
     }
 
+    /* the conversation with what frames it, under the API's own names */
+
+    switch (rec->dialect) {
+
+    case NGX_LF_DIALECT_OPENAI_CHAT:
+    case NGX_LF_DIALECT_ANTHROPIC:
+        key = "messages";
+        break;
+
+    case NGX_LF_DIALECT_GEMINI:
+        key = "contents";
+        break;
+
+    default:
+        key = "input";
+        break;
+    }
+
     if (yajl_gen_map_open(g) != yajl_gen_status_ok
-        || ngx_lf_key(g, rec->dialect == NGX_LF_DIALECT_OPENAI_CHAT
-                         ? "messages" : "input") != 0
+        || (rec->system.len
+            && (ngx_lf_key(g, "system") != 0
+                || ngx_lf_gen_json_text(g, &rec->system) != 0))
+        || ngx_lf_key(g, key) != 0
         || ngx_lf_gen_json_text(g, &rec->input) != 0
-        || ngx_lf_key(g, "tools") != 0
-        || ngx_lf_gen_json_text(g, &rec->tools) != 0)
+        || (rec->tools.len
+            && (ngx_lf_key(g, "tools") != 0
+                || ngx_lf_gen_json_text(g, &rec->tools) != 0)))
     {
         return -1;
     }
@@ -520,7 +543,9 @@ ngx_lf_has_output(ngx_lf_record_t *rec, ngx_lf_span_t *span)
         return rec->response_raw.len != 0;
     }
 
-    if (rec->output.len || rec->reasoning.len || rec->ntool_calls) {
+    if (rec->output.len || rec->reasoning.len || rec->ntool_calls
+        || rec->embeddings >= 0)
+    {
         return 1;
     }
 
@@ -538,6 +563,19 @@ ngx_lf_gen_output(yajl_gen g, ngx_lf_record_t *rec)
     if (rec->response_error) {
         return ngx_lf_json_gen_string(g, rec->response_raw.data,
                                       rec->response_raw.len);
+    }
+
+    if (rec->dialect == NGX_LF_DIALECT_OPENAI_EMBEDDINGS) {
+        if (yajl_gen_map_open(g) != yajl_gen_status_ok
+            || (rec->embeddings >= 0
+                && ngx_lf_kint(g, "embeddings", rec->embeddings) != 0)
+            || (rec->dimensions >= 0
+                && ngx_lf_kint(g, "dimensions", rec->dimensions) != 0))
+        {
+            return -1;
+        }
+
+        return yajl_gen_map_close(g) == yajl_gen_status_ok ? 0 : -1;
     }
 
     if (yajl_gen_map_open(g) != yajl_gen_status_ok
@@ -881,7 +919,8 @@ ngx_lf_truncated(ngx_lf_record_t *rec)
 {
     int  in, out;
 
-    in = rec->input.truncated || rec->tools.truncated;
+    in = rec->input.truncated || rec->tools.truncated
+         || rec->system.truncated;
     out = rec->output.truncated || rec->reasoning.truncated;
 
     if (in && out) {

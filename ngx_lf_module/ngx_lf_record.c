@@ -23,6 +23,7 @@ ngx_lf_record_init(ngx_lf_record_t *rec, size_t max_body)
 
     ngx_lf_buf_init(&rec->request_model, NGX_LF_NAME_MAX);
     ngx_lf_buf_init(&rec->input, max_body);
+    ngx_lf_buf_init(&rec->system, max_body);
     ngx_lf_buf_init(&rec->tools, max_body);
     ngx_lf_buf_init(&rec->params, NGX_LF_PARAMS_MAX);
     ngx_lf_buf_init(&rec->user, NGX_LF_NAME_MAX);
@@ -49,6 +50,8 @@ ngx_lf_record_init(ngx_lf_record_t *rec, size_t max_body)
     rec->usage.cache_creation = NGX_LF_USAGE_UNSET;
     rec->usage.reasoning = NGX_LF_USAGE_UNSET;
 
+    rec->embeddings = -1;
+    rec->dimensions = -1;
     rec->incremental = -1;
 }
 
@@ -60,6 +63,7 @@ ngx_lf_record_free(ngx_lf_record_t *rec)
 
     ngx_lf_buf_free(&rec->request_model);
     ngx_lf_buf_free(&rec->input);
+    ngx_lf_buf_free(&rec->system);
     ngx_lf_buf_free(&rec->tools);
     ngx_lf_buf_free(&rec->params);
     ngx_lf_buf_free(&rec->user);

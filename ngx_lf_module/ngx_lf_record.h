@@ -26,7 +26,11 @@
 typedef enum {
     NGX_LF_DIALECT_AUTO = 0,
     NGX_LF_DIALECT_OPENAI_CHAT,
+    NGX_LF_DIALECT_OPENAI_RESPONSES,
+    NGX_LF_DIALECT_OPENAI_EMBEDDINGS,
     NGX_LF_DIALECT_DASHSCOPE,
+    NGX_LF_DIALECT_ANTHROPIC,
+    NGX_LF_DIALECT_GEMINI,
     NGX_LF_DIALECT_UNKNOWN
 } ngx_lf_dialect_e;
 
@@ -57,6 +61,7 @@ typedef struct {
     /* from the request */
     ngx_lf_buf_t            request_model;
     ngx_lf_buf_t            input;          /* JSON text */
+    ngx_lf_buf_t            system;         /* JSON text */
     ngx_lf_buf_t            tools;          /* JSON text */
     ngx_lf_buf_t            params;         /* JSON object text */
     ngx_lf_buf_t            user;           /* the request's own user id */
@@ -75,6 +80,10 @@ typedef struct {
     unsigned                ntool_calls;
 
     ngx_lf_usage_t          usage;
+
+    /* embeddings: how many vectors of which size, not the vectors */
+    int64_t                 embeddings;
+    int64_t                 dimensions;
 
     int                     incremental;    /* -1 unknown, 0, 1 */
 

@@ -8,8 +8,8 @@ A test in five lines:
         cid = upstream.add(Case(body=openai_json(content="Hi")))
         r = ng.post("/v1/chat/completions", {"model": "m", "messages": []},
                     case=cid)
-        assert sink.span_for(r.trace_id)["attributes"][
-            "langfuse.observation.output"] == '{"role":"assistant","content":"Hi"}'
+        assert jattr(sink.span_for(r.trace_id), OUTPUT) == {
+            "role": "assistant", "content": "Hi"}
 
 Fixtures
   upstream / sink / sink2     the fake LLM and fake Langfuse servers
@@ -46,6 +46,14 @@ def pytest_report_header(config):
                 "present" if os.path.exists(harness.MODULE_PATH)
                 else "MISSING: module tests will skip"),
             "memcheck: %s" % (harness.MEMCHECK or "none")]
+
+
+def pytest_terminal_summary(terminalreporter):
+    reason = harness.module_missing_reason()
+    skipped = len(terminalreporter.stats.get("skipped", []))
+    if reason and skipped:
+        terminalreporter.write_line("%d test(s) skipped: %s" % (skipped,
+                                                               reason))
 
 
 def _skip_if_unusable(module):

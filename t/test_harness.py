@@ -17,8 +17,8 @@ import pytest
 
 import harness
 from harness import (http_request, stream_request, parse_sse, dechunk,
-                     scan_log, free_port, Nginx)
-from sink import Sink, flatten_spans, attrs_to_dict
+                     scan_log, free_port)
+from sink import flatten_spans, attrs_to_dict
 from upstream import (Case, Upstream, openai_json, openai_sse, openai_usage,
                       openai_chunks, dashscope_sse, dashscope_json,
                       dashscope_usage, sse, gzip_bytes, split_sizes)
@@ -577,7 +577,7 @@ def test_scan_log():
 @pytest.mark.parametrize("gz", [False, True])
 def test_plain_nginx_passes_bytes_unchanged(plain, upstream, framing, port,
                                            gz):
-    data = openai_sse(["Hé", "llo", " wörld", " 🌍!"] * 5,
+    data = openai_sse(["Hé", "llo", " wörld", " 🌍!"] * 2,
                       usage=openai_usage(11, 7), crlf=framing == "close")
     case = Case(body=data, content_type="text/event-stream", chunks="cycle",
                 chunk_delay=0.001, framing=framing, gzip=gz)
@@ -629,9 +629,27 @@ def test_plain_nginx_error_log_checked(plain, upstream):
     assert plain.check_logs() == []
 
 
+def test_sanitizer_report_files_fail_the_check(plain):
+    assert plain.check_logs() == []
+    path = os.path.join(plain.prefix, "asan.424242")
+    with open(path, "w") as f:
+        f.write("==424242==ERROR: AddressSanitizer: heap-use-after-free\n")
+    with pytest.raises(AssertionError) as ei:
+        plain.check_logs()
+    assert "heap-use-after-free" in str(ei.value)
+    assert plain.check_logs() == []  # reported once
+    with open(path, "a") as f:
+        f.write("==424242==ERROR: AddressSanitizer: double-free\n")
+    with pytest.raises(AssertionError) as ei:
+        plain.check_logs()
+    assert "double-free" in str(ei.value)
+    assert "heap-use-after-free" not in str(ei.value)
+    os.unlink(path)
+
+
 def test_plain_nginx_upstream_reset_and_slow(plain, upstream):
     plain.allow_errors(r"upstream prematurely closed",
-                       r"recv\(\) failed \(104")
+                       r"(recv|readv)\(\) failed \(104")
     body = b"y" * 3000
     case = Case(body=body, chunks=500, framing="chunked", reset_after=1000,
                 content_type="text/plain")

@@ -187,6 +187,16 @@ def http_request(port, path="/", method="GET", body=None, headers=None,
     return r
 
 
+def measure(fn, n=5):
+    """Call fn() n times; returns how long each call took (seconds)."""
+    out = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        fn()
+        out.append(time.monotonic() - t0)
+    return out
+
+
 class RawResponse:
     """A response read from a raw socket, with arrival times."""
 
@@ -356,6 +366,7 @@ class Nginx:
         self.stderr_path = os.path.join(self.prefix, "stderr.log")
         self._log_offset = 0
         self._stderr_offset = 0
+        self._report_offsets = {}
         self._allowed = []          # reset after each check (per test)
         self._allowed_always = []   # for the instance's whole life
         self.killed = False
@@ -481,8 +492,7 @@ class Nginx:
                                      stderr=self._stderr_file,
                                      start_new_session=True)
         deadline = time.monotonic() + 10 * self.slow
-        while not os.path.exists(self.pid_path) or \
-                not open(self.pid_path).read().strip():
+        while not self._pid_written():
             if self.proc.poll() is not None:
                 self._stderr_file.close()
                 raise NginxStartError("nginx exited with %s at start:\n%s" % (
@@ -508,6 +518,13 @@ class Nginx:
                     time.sleep(0.02)
         self._wait_workers(set())
         return self
+
+    def _pid_written(self):
+        try:
+            with open(self.pid_path) as f:
+                return bool(f.read().strip())
+        except OSError:
+            return False
 
     def _wait_workers(self, old, timeout=10.0):
         deadline = time.monotonic() + timeout * self.slow
@@ -536,6 +553,12 @@ class Nginx:
         if not new:
             raise AssertionError("no new workers after reload:\n" +
                                  self.logs_text())
+        # old workers stop accepting once told to quit; give them a moment
+        # to go so new connections surely reach the new configuration
+        deadline = time.monotonic() + 5 * self.slow
+        while time.monotonic() < deadline and \
+                old & set(self.worker_pids()):
+            time.sleep(0.02)
         return new
 
     def stop(self, timeout=10.0):
@@ -623,20 +646,21 @@ class Nginx:
                 self._stderr_offset += len(text)
             problems += ["stderr: " + ln for ln in
                          scan_log(text.decode("utf-8", "replace"), allowed)]
-        for path in sorted(glob.glob(os.path.join(self.prefix, "asan*"))):
-            with open(path, errors="replace") as f:
-                problems.append("sanitizer report %s:\n%s" % (
-                    path, f.read()[:4000]))
-            d, b = os.path.split(path)
-            os.rename(path, os.path.join(d, "seen-" + b))
-        for path in sorted(glob.glob(os.path.join(self.prefix,
-                                                  "valgrind.*.log"))):
-            with open(path, errors="replace") as f:
-                text = f.read()
-            if text.strip():
-                problems.append("valgrind report %s:\n%s" % (path,
-                                                             text[:4000]))
-            os.rename(path, path + ".seen")
+        # sanitizer / valgrind report files: the tools keep them open, so
+        # read what is new in each instead of moving them away
+        for pattern, label in (("asan*", "sanitizer report"),
+                               ("valgrind.*.log", "valgrind report")):
+            for path in sorted(glob.glob(os.path.join(self.prefix,
+                                                      pattern))):
+                with open(path, "rb") as f:
+                    f.seek(self._report_offsets.get(path, 0))
+                    text = f.read()
+                self._report_offsets[path] = \
+                    self._report_offsets.get(path, 0) + len(text)
+                text = text.decode("utf-8", "replace")
+                if text.strip():
+                    problems.append("%s %s:\n%s" % (label, path,
+                                                     text[:4000]))
         if not fatal_only:
             self._allowed = []
         if final and self.killed:

@@ -20,7 +20,6 @@ import gzip
 import json
 import socket
 import struct
-import sys
 import threading
 import time
 import zlib

@@ -56,6 +56,71 @@ typedef struct {
 } dcase_t;
 
 
+typedef struct {
+    const char             *name;
+    ngx_lf_encoding_e       enc;
+} name_t;
+
+
+typedef struct {
+    ngx_lf_encoding_e       enc;
+    int                     wbits;
+    const char             *name;
+} bomb_t;
+
+
+/* piece sizes every case is fed in */
+static const size_t  steps[] = { 2, 3, 7, 100, 4096, 65536 };
+
+
+static const name_t  names[] = {
+    { "gzip", NGX_LF_ENC_GZIP },
+    { "GZIP", NGX_LF_ENC_GZIP },
+    { "x-gzip", NGX_LF_ENC_GZIP },
+    { "X-GZip", NGX_LF_ENC_GZIP },
+    { " gzip\t", NGX_LF_ENC_GZIP },
+    { "deflate", NGX_LF_ENC_DEFLATE },
+    { "DeFlAtE", NGX_LF_ENC_DEFLATE },
+    { "br", NGX_LF_ENC_BR },
+    { "BR", NGX_LF_ENC_BR },
+    { "identity", NGX_LF_ENC_IDENTITY },
+    { "Identity", NGX_LF_ENC_IDENTITY },
+    { "", NGX_LF_ENC_IDENTITY },
+    { "   ", NGX_LF_ENC_IDENTITY },
+    { "zstd", NGX_LF_ENC_UNKNOWN },
+    { "compress", NGX_LF_ENC_UNKNOWN },
+    { "gzip, br", NGX_LF_ENC_UNKNOWN },
+    { "gzip,gzip", NGX_LF_ENC_UNKNOWN },
+    { "gzi", NGX_LF_ENC_UNKNOWN },
+    { "gzipp", NGX_LF_ENC_UNKNOWN },
+    { "x-gzi", NGX_LF_ENC_UNKNOWN },
+    { "b", NGX_LF_ENC_UNKNOWN },
+    { "brr", NGX_LF_ENC_UNKNOWN },
+    { "identit", NGX_LF_ENC_UNKNOWN },
+    { "g zip", NGX_LF_ENC_UNKNOWN },
+};
+
+
+/* the round trip inputs: empty, short, long text, incompressible */
+static const size_t  rt_sizes[4] = { 0, 300, 200 * KIB, 100 * KIB };
+static const int     rt_wbits[3] = { WB_GZIP, WB_ZLIB, WB_RAW };
+static const char   *rt_kinds[4] = { "gzip", "zlib", "raw deflate", "br" };
+
+
+static const bomb_t  bombs[] = {
+    { NGX_LF_ENC_GZIP, WB_GZIP, "gzip" },
+    { NGX_LF_ENC_DEFLATE, WB_ZLIB, "zlib" },
+    { NGX_LF_ENC_DEFLATE, WB_RAW, "raw" },
+    { NGX_LF_ENC_BR, 0, "br" },
+};
+
+
+/* 0 stands for the length less one */
+static const size_t  caps[] = {
+    0, 1, 2, 100, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK
+};
+
+
 static int sink_out(void *ctx, const u_char *p, size_t n);
 static int dcase_run(const dcase_t *c, size_t first, size_t step,
     const char *what);
@@ -74,6 +139,7 @@ static void test_bomb(void);
 static void test_cap_exact(void);
 static void test_concat(void);
 static void test_identity(void);
+static void test_br_held(void);
 static void test_misc(void);
 
 
@@ -87,6 +153,7 @@ main(void)
     test_cap_exact();
     test_concat();
     test_identity();
+    test_br_held();
     test_misc();
 
     UNIT_DONE();
@@ -204,7 +271,6 @@ dcase_all(const dcase_t *c, const char *what)
 {
     size_t           i, at, len;
     uint32_t         x;
-    static size_t    steps[] = { 2, 3, 7, 100, 4096, 65536 };
 
     len = c->len;
 
@@ -480,36 +546,6 @@ test_names(void)
 {
     size_t  i;
 
-    static const struct {
-        const char         *name;
-        ngx_lf_encoding_e   enc;
-    } names[] = {
-        { "gzip", NGX_LF_ENC_GZIP },
-        { "GZIP", NGX_LF_ENC_GZIP },
-        { "x-gzip", NGX_LF_ENC_GZIP },
-        { "X-GZip", NGX_LF_ENC_GZIP },
-        { " gzip\t", NGX_LF_ENC_GZIP },
-        { "deflate", NGX_LF_ENC_DEFLATE },
-        { "DeFlAtE", NGX_LF_ENC_DEFLATE },
-        { "br", NGX_LF_ENC_BR },
-        { "BR", NGX_LF_ENC_BR },
-        { "identity", NGX_LF_ENC_IDENTITY },
-        { "Identity", NGX_LF_ENC_IDENTITY },
-        { "", NGX_LF_ENC_IDENTITY },
-        { "   ", NGX_LF_ENC_IDENTITY },
-        { "zstd", NGX_LF_ENC_UNKNOWN },
-        { "compress", NGX_LF_ENC_UNKNOWN },
-        { "gzip, br", NGX_LF_ENC_UNKNOWN },
-        { "gzip,gzip", NGX_LF_ENC_UNKNOWN },
-        { "gzi", NGX_LF_ENC_UNKNOWN },
-        { "gzipp", NGX_LF_ENC_UNKNOWN },
-        { "x-gzi", NGX_LF_ENC_UNKNOWN },
-        { "b", NGX_LF_ENC_UNKNOWN },
-        { "brr", NGX_LF_ENC_UNKNOWN },
-        { "identit", NGX_LF_ENC_UNKNOWN },
-        { "g zip", NGX_LF_ENC_UNKNOWN },
-    };
-
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         UNIT_CONTEXT("encoding \"%s\"", names[i].name);
         UNIT_CHECK(ngx_lf_decode_encoding((const u_char *) names[i].name,
@@ -535,14 +571,10 @@ test_roundtrip(void)
     u_char         *plain[4], *comp;
     dcase_t         c;
 
-    static size_t   sizes[4] = { 0, 300, 200 * KIB, 100 * KIB };
-    static int      wbits[3] = { WB_GZIP, WB_ZLIB, WB_RAW };
-    static const char  *kinds[4] = { "gzip", "zlib", "raw deflate", "br" };
-
     plain[0] = make_text(0, 1);
-    plain[1] = make_text(sizes[1], 2);
-    plain[2] = make_text(sizes[2], 3);
-    plain[3] = make_random(sizes[3], 4);
+    plain[1] = make_text(rt_sizes[1], 2);
+    plain[2] = make_text(rt_sizes[2], 3);
+    plain[3] = make_random(rt_sizes[3], 4);
 
     for (i = 0; i < 4; i++) {
         if (!UNIT_CHECK(plain[i] != NULL)) {
@@ -553,13 +585,14 @@ test_roundtrip(void)
     for (k = 0; k < 4; k++) {
         for (i = 0; i < 4; i++) {
             if (k < 3) {
-                comp = zlib_compress(plain[i], sizes[i], wbits[k], &clen);
+                comp = zlib_compress(plain[i], rt_sizes[i], rt_wbits[k],
+                                     &clen);
 
             } else {
-                comp = br_compress(plain[i], sizes[i], &clen);
+                comp = br_compress(plain[i], rt_sizes[i], &clen);
             }
 
-            UNIT_CONTEXT("%s compress %zu", kinds[k], sizes[i]);
+            UNIT_CONTEXT("%s compress %zu", rt_kinds[k], rt_sizes[i]);
             if (!UNIT_CHECK(comp != NULL)) {
                 continue;
             }
@@ -571,14 +604,15 @@ test_roundtrip(void)
             c.in = comp;
             c.len = clen;
             c.expect = plain[i];
-            c.expect_len = sizes[i];
+            c.expect_len = rt_sizes[i];
             c.check_out = 1;
             c.finished = 1;
 
             /* gzip waits for a possible next member */
             c.rc = (k == 0) ? 0 : 1;
 
-            snprintf(what, sizeof(what), "%s %zu", kinds[k], sizes[i]);
+            snprintf(what, sizeof(what), "%s %zu", rt_kinds[k],
+                     rt_sizes[i]);
             dcase_all(&c, what);
 
             free(comp);
@@ -704,17 +738,6 @@ test_bomb(void)
     sink_t           sink;
     ngx_lf_decode_t  d;
 
-    static const struct {
-        ngx_lf_encoding_e   enc;
-        int                 wbits;
-        const char         *name;
-    } bombs[] = {
-        { NGX_LF_ENC_GZIP, WB_GZIP, "gzip" },
-        { NGX_LF_ENC_DEFLATE, WB_ZLIB, "zlib" },
-        { NGX_LF_ENC_DEFLATE, WB_RAW, "raw" },
-        { NGX_LF_ENC_BR, 0, "br" },
-    };
-
     expect = calloc(1, MIB);
     if (!UNIT_CHECK(expect != NULL)) {
         return;
@@ -828,9 +851,6 @@ test_cap_exact(void)
     size_t           len, clen, i;
     u_char          *plain, *comp;
     dcase_t          c;
-
-    static const size_t  caps[] = { 0, 1, 2, 100, CHUNK - 1, CHUNK,
-                                    CHUNK + 1, 3 * CHUNK };
 
     len = 50000;
 
@@ -1056,6 +1076,66 @@ test_identity(void)
     c.capped = 0;
     c.rc = 0;
     dcase_all(&c, "identity empty");
+}
+
+
+/*
+ * A truncated brotli stream found by the fuzzer: its input runs out just
+ * as the output buffer fills up, and brotli then asks for more input
+ * while it still holds back output; in one piece or in pieces of 8 the
+ * same 104613 bytes must come out.  Run-length coded: byte, count.
+ */
+
+static const u_char  br_held[] = {
+    0x9b, 1, 0xff, 2, 0x3f, 1, 0x00, 1, 0x24, 1, 0x00, 1, 0xca, 111,
+    0xe2, 1, 0xb1, 1, 0x40, 1, 0xdc, 35, 0xff, 103, 0xdc, 53, 0x72, 1,
+    0xef, 1, 0x7f, 1, 0x00, 1
+};
+
+
+static void
+test_br_held(void)
+{
+    size_t           i, len;
+    u_char           in[512];
+    sink_t           sink;
+    dcase_t          c;
+    ngx_lf_decode_t  d;
+
+    len = 0;
+
+    for (i = 0; i < sizeof(br_held); i += 2) {
+        memset(in + len, br_held[i], br_held[i + 1]);
+        len += br_held[i + 1];
+    }
+
+    UNIT_CONTEXT("br held output");
+    UNIT_CHECK(len == 316);
+
+    /* one piece: the count tells that nothing stayed behind */
+
+    memset(&sink, 0, sizeof(sink_t));
+    ngx_lf_buf_init(&sink.out, 0);
+
+    UNIT_CHECK(ngx_lf_decode_init(&d, NGX_LF_ENC_BR, 0, sink_out, &sink)
+               == 0);
+    UNIT_CHECK(ngx_lf_decode_feed(&d, in, len) == 0);
+    UNIT_CHECK(sink.out.len == 104613);
+    UNIT_CHECK(!d.finished && !d.failed);
+    ngx_lf_decode_free(&d);
+
+    /* and every other split gives the same bytes */
+
+    memset(&c, 0, sizeof(dcase_t));
+    c.enc = NGX_LF_ENC_BR;
+    c.in = in;
+    c.len = len;
+    c.expect = sink.out.data;
+    c.expect_len = sink.out.len;
+    c.check_out = 1;
+    dcase_all(&c, "br held output");
+
+    ngx_lf_buf_free(&sink.out);
 }
 
 
