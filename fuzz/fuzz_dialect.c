@@ -16,7 +16,8 @@
  * SSE framing and the piece size; the rest is the body.  Whatever it
  * is, the parse must stay within bounds and the event written from the
  * record must be valid JSON (Langfuse rejects a whole batch for one
- * bad event).
+ * bad event).  The targets of the other dialects include this file
+ * with FUZZ_DIALECT set.
  */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -40,8 +41,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     ngx_lf_record_init(&rec, 4096);
 
+#ifdef FUZZ_DIALECT
+    rec.dialect = (data[0] & 1) ? FUZZ_DIALECT : NGX_LF_DIALECT_UNKNOWN;
+#else
     rec.dialect = (data[0] & 1) ? NGX_LF_DIALECT_DASHSCOPE
                                 : NGX_LF_DIALECT_OPENAI_CHAT;
+#endif
     rec.incremental = (data[0] & 0x40) ? 1 : -1;
     piece = ((data[0] >> 3) & 7) + 1;
     proto = (data[0] & 0x80) ? NGX_LF_PROTO_INGESTION : NGX_LF_PROTO_OTLP;

@@ -81,6 +81,7 @@ run_needs=(
 test_needs=(
     "${run_needs[@]}"
     python3-pytest
+    python3-brotli
     clang
     "libclang-rt-dev|libclang-rt-14-dev?"
     "valgrind?"

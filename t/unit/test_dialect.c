@@ -35,9 +35,12 @@ typedef struct {
     unsigned     ntools;
     const char  *tool_args;      /* of the first tool call */
     const char  *tool_name;
+    const char  *tool_id;
     unsigned     done:1;
     unsigned     error_event:1;
     unsigned     response_error:1;
+    int          sniffed;        /* the dialect the body's shape told */
+    int64_t      embeddings, dimensions;
 } case_t;
 
 
@@ -55,13 +58,15 @@ static const case_t  cases[] = {
       "\"total_tokens\":30,\"prompt_tokens_details\":{\"cached_tokens\":8},"
       "\"completion_tokens_details\":{\"reasoning_tokens\":4}}}",
       "gpt-4o-mini-2024", "Hello, \xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x98\x80!",
-      "", "stop", "", 20, 10, 30, 8, 4, 0, NULL, NULL, 0, 0, 0 },
+      "", "stop", "", 20, 10, 30, 8, 4, 0, NULL, NULL, NULL, 0, 0,
+      0 },
 
     { "openai json usage first", NGX_LF_DIALECT_OPENAI_CHAT, 0, -1,
       "{\"usage\":{\"total_tokens\":3,\"prompt_tokens\":1,"
       "\"completion_tokens\":2},\"choices\":[{\"message\":{\"content\":"
       "\"ok\"}}],\"model\":\"m\",\"model\":\"m2\"}",
       "m2", "ok", "", "", "", 1, 2, 3, UNSET, UNSET, 0, NULL, NULL,
+      NULL,
       0, 0, 0 },
 
     { "openai sse with usage", NGX_LF_DIALECT_OPENAI_CHAT, 1, -1,
@@ -78,14 +83,14 @@ static const case_t  cases[] = {
       "\"total_tokens\":7}}\n\n"
       "data: [DONE]\n\n",
       "gpt-4o", "Hello", "", "stop", "", 5, 2, 7, UNSET, UNSET, 0,
-      NULL, NULL, 1, 0, 0 },
+      NULL, NULL, NULL, 1, 0, 0 },
 
     { "openai sse no usage", NGX_LF_DIALECT_OPENAI_CHAT, 1, -1,
       "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
       "data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n"
       "data: [DONE]",
       "", "ab", "", "", "", UNSET, UNSET, UNSET, UNSET, UNSET, 0, NULL,
-      NULL, 1, 0, 0 },
+      NULL, NULL, 1, 0, 0 },
 
     { "openai sse tool calls and reasoning", NGX_LF_DIALECT_OPENAI_CHAT, 1,
       -1,
@@ -111,23 +116,24 @@ static const case_t  cases[] = {
       "\"completion_tokens_details\":{\"reasoning_tokens\":3}}}\n\n"
       "data: [DONE]\n\n",
       "", "", "think more", "tool_calls", "", 9, 6, 15, UNSET, 3, 2,
-      "{\"city\":\"Paris\"}", "get_weather", 1, 0, 0 },
+      "{\"city\":\"Paris\"}", "get_weather", "call_1", 1, 0, 0 },
 
     { "openai error body", NGX_LF_DIALECT_OPENAI_CHAT, 0, -1,
       "{\"error\":{\"message\":\"Invalid model\",\"type\":"
       "\"invalid_request_error\",\"code\":null}}",
       "", "", "", "", "Invalid model", UNSET, UNSET, UNSET, UNSET, UNSET,
-      0, NULL, NULL, 0, 0, 0 },
+      0, NULL, NULL, NULL, 0, 0, 0 },
 
     { "openai error event", NGX_LF_DIALECT_OPENAI_CHAT, 1, -1,
       "data: {\"choices\":[{\"delta\":{\"content\":\"par\"}}]}\n\n"
       "data: {\"error\":{\"message\":\"overloaded\"}}\n\n",
       "", "par", "", "", "overloaded", UNSET, UNSET, UNSET, UNSET, UNSET,
-      0, NULL, NULL, 0, 1, 0 },
+      0, NULL, NULL, NULL, 0, 1, 0 },
 
     { "not json", NGX_LF_DIALECT_OPENAI_CHAT, 0, -1,
       "<html>502 Bad Gateway</html>",
       "", "", "", "", "", UNSET, UNSET, UNSET, UNSET, UNSET, 0, NULL, NULL,
+      NULL,
       0, 0, 1 },
 
     { "dashscope json text", NGX_LF_DIALECT_DASHSCOPE, 0, -1,
@@ -135,7 +141,7 @@ static const case_t  cases[] = {
       "\"usage\":{\"input_tokens\":12,\"output_tokens\":3,"
       "\"total_tokens\":15},\"request_id\":\"r-1\"}",
       "", "\xe4\xbd\xa0\xe5\xa5\xbd", "", "stop", "", 12, 3, 15, UNSET,
-      UNSET, 0, NULL, NULL, 1, 0, 0 },
+      UNSET, 0, NULL, NULL, NULL, 1, 0, 0 },
 
     { "dashscope json choices", NGX_LF_DIALECT_DASHSCOPE, 0, -1,
       "{\"output\":{\"choices\":[{\"finish_reason\":\"stop\",\"message\":"
@@ -144,7 +150,8 @@ static const case_t  cases[] = {
       "\"total_tokens\":38,\"prompt_tokens_details\":{\"cached_tokens\":"
       "10},\"output_tokens_details\":{\"reasoning_tokens\":5}},"
       "\"request_id\":\"r-2\"}",
-      "", "hi", "hmm", "stop", "", 30, 8, 38, 10, 5, 0, NULL, NULL, 1, 0, 0 },
+      "", "hi", "hmm", "stop", "", 30, 8, 38, 10, 5, 0, NULL, NULL, NULL,
+      1, 0, 0 },
 
     { "dashscope sse cumulative", NGX_LF_DIALECT_DASHSCOPE, 1, -1,
       "id:1\nevent:result\n:HTTP_STATUS/200\ndata:{\"output\":{\"choices\":"
@@ -156,6 +163,7 @@ static const case_t  cases[] = {
       "\"finish_reason\":\"stop\"}]},\"usage\":{\"input_tokens\":4,"
       "\"output_tokens\":2,\"total_tokens\":6},\"request_id\":\"x\"}\n\n",
       "", "Hello", "", "stop", "", 4, 2, 6, UNSET, UNSET, 0, NULL, NULL,
+      NULL,
       1, 0, 0 },
 
     { "dashscope sse incremental", NGX_LF_DIALECT_DASHSCOPE, 1, 1,
@@ -166,6 +174,7 @@ static const case_t  cases[] = {
       "\"llo\",\"finish_reason\":\"stop\"},\"usage\":{\"input_tokens\":4,"
       "\"output_tokens\":2,\"total_tokens\":6}}\n\n",
       "", "Hello", "", "stop", "", 4, 2, 6, UNSET, UNSET, 0, NULL, NULL,
+      NULL,
       1, 0, 0 },
 
     { "dashscope sse error", NGX_LF_DIALECT_DASHSCOPE, 1, -1,
@@ -173,7 +182,180 @@ static const case_t  cases[] = {
       "\"InvalidParameter\",\"message\":\"Range of input length should be "
       "[1, 30720]\",\"request_id\":\"y\"}\n\n",
       "", "", "", "", "Range of input length should be [1, 30720]", UNSET,
-      UNSET, UNSET, UNSET, UNSET, 0, NULL, NULL, 0, 1, 0 },
+      UNSET, UNSET, UNSET, UNSET, 0, NULL, NULL, NULL, 0, 1, 0 },
+
+    { .name = "responses json", .dialect = NGX_LF_DIALECT_OPENAI_RESPONSES,
+      .incremental = -1,
+      .body = "{\"id\":\"resp_1\",\"object\":\"response\",\"status\":"
+      "\"completed\",\"model\":\"gpt-4.1\",\"output\":[{\"type\":"
+      "\"reasoning\",\"summary\":[{\"type\":\"summary_text\",\"text\":"
+      "\"plan\"}]},{\"type\":\"message\",\"role\":\"assistant\","
+      "\"content\":[{\"type\":\"output_text\",\"text\":\"Hi!\","
+      "\"annotations\":[]}]},{\"type\":\"function_call\",\"call_id\":"
+      "\"call_9\",\"name\":\"lookup\",\"arguments\":\"{\\\"q\\\":1}\"}],"
+      "\"usage\":{\"input_tokens\":50,\"input_tokens_details\":"
+      "{\"cached_tokens\":20},\"output_tokens\":30,"
+      "\"output_tokens_details\":{\"reasoning_tokens\":12},"
+      "\"total_tokens\":80},\"error\":null}",
+      .model = "gpt-4.1", .output = "Hi!", .reasoning = "plan",
+      .finish = "completed", .error = "", .input = 50, .output_tokens = 30,
+      .total = 80, .cached = 20, .reasoning_tokens = 12, .ntools = 1,
+      .tool_args = "{\"q\":1}", .tool_name = "lookup", .tool_id = "call_9" },
+
+    { .name = "responses sse", .dialect = NGX_LF_DIALECT_OPENAI_RESPONSES,
+      .sse = 1, .incremental = -1,
+      .body = "event: response.created\ndata: {\"type\":\"response.created\","
+      "\"response\":{\"id\":\"resp_2\",\"model\":\"gpt-4.1\",\"status\":"
+      "\"in_progress\",\"output\":[],\"usage\":null}}\n\n"
+      "event: response.output_text.delta\ndata: {\"type\":"
+      "\"response.output_text.delta\",\"output_index\":0,\"delta\":"
+      "\"Hel\"}\n\n"
+      "data: {\"type\":\"response.output_text.delta\",\"output_index\":0,"
+      "\"delta\":\"lo\"}\n\n"
+      "event: response.output_item.added\ndata: {\"type\":"
+      "\"response.output_item.added\",\"output_index\":1,\"item\":{\"type\":"
+      "\"function_call\",\"call_id\":\"call_3\",\"name\":\"f\","
+      "\"arguments\":\"\"}}\n\n"
+      "event: response.function_call_arguments.delta\ndata: {\"type\":"
+      "\"response.function_call_arguments.delta\",\"output_index\":1,"
+      "\"delta\":\"{}\"}\n\n"
+      "event: response.completed\ndata: {\"type\":\"response.completed\","
+      "\"response\":{\"id\":\"resp_2\",\"model\":\"gpt-4.1\",\"status\":"
+      "\"completed\",\"output\":[{\"type\":\"message\",\"content\":[{"
+      "\"type\":\"output_text\",\"text\":\"Hello\"}]}],\"usage\":{"
+      "\"input_tokens\":7,\"output_tokens\":3,\"total_tokens\":10}}}\n\n",
+      .model = "gpt-4.1", .output = "Hello", .reasoning = "",
+      .finish = "completed", .error = "", .input = 7, .output_tokens = 3,
+      .total = 10, .cached = UNSET, .reasoning_tokens = UNSET, .ntools = 1,
+      .tool_args = "{}", .tool_name = "f", .tool_id = "call_3", .done = 1 },
+
+    { .name = "embeddings floats",
+      .dialect = NGX_LF_DIALECT_OPENAI_EMBEDDINGS, .incremental = -1,
+      .body = "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\","
+      "\"index\":0,\"embedding\":[0.1,-0.2,3e-5,0.4]},{\"object\":"
+      "\"embedding\",\"index\":1,\"embedding\":[1,2,3,4]}],\"model\":"
+      "\"text-embedding-3-small\",\"usage\":{\"prompt_tokens\":8,"
+      "\"total_tokens\":8}}",
+      .model = "text-embedding-3-small", .output = "", .reasoning = "",
+      .finish = "", .error = "", .input = 8, .output_tokens = UNSET,
+      .total = 8, .cached = UNSET, .reasoning_tokens = UNSET,
+      .embeddings = 2, .dimensions = 4 },
+
+    { .name = "embeddings base64",
+      .dialect = NGX_LF_DIALECT_OPENAI_EMBEDDINGS, .incremental = -1,
+      .body = "{\"data\":[{\"embedding\":\"AACAPwAAAEAAAEBA\"}],\"model\":"
+      "\"e\",\"usage\":{\"prompt_tokens\":2,\"total_tokens\":2}}",
+      .model = "e", .output = "", .reasoning = "", .finish = "",
+      .error = "", .input = 2, .output_tokens = UNSET, .total = 2,
+      .cached = UNSET, .reasoning_tokens = UNSET, .embeddings = 1,
+      .dimensions = 3 },
+
+    { .name = "anthropic json", .dialect = NGX_LF_DIALECT_ANTHROPIC,
+      .incremental = -1,
+      .body = "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\","
+      "\"model\":\"claude-sonnet-4\",\"content\":[{\"type\":\"thinking\","
+      "\"thinking\":\"hm\"},{\"type\":\"text\",\"text\":\"Sure.\"},"
+      "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get\","
+      "\"input\":{\"city\":\"Oslo\",\"n\":[1,2]}}],\"stop_reason\":"
+      "\"tool_use\",\"usage\":{\"input_tokens\":100,"
+      "\"cache_creation_input_tokens\":30,\"cache_read_input_tokens\":50,"
+      "\"output_tokens\":40}}",
+      .model = "claude-sonnet-4", .output = "Sure.", .reasoning = "hm",
+      .finish = "tool_use", .error = "", .input = 100, .output_tokens = 40,
+      .total = UNSET, .cached = 50, .reasoning_tokens = UNSET, .ntools = 1,
+      .tool_args = "{\"city\":\"Oslo\",\"n\":[1,2]}", .tool_name = "get",
+      .tool_id = "toolu_1" },
+
+    { .name = "anthropic sse", .dialect = NGX_LF_DIALECT_ANTHROPIC,
+      .sse = 1, .incremental = -1,
+      .body = "event: message_start\ndata: {\"type\":\"message_start\","
+      "\"message\":{\"id\":\"msg_2\",\"model\":\"claude-3-5-haiku\","
+      "\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":10,"
+      "\"output_tokens\":1}}}\n\n"
+      "event: ping\ndata: {\"type\":\"ping\"}\n\n"
+      "event: content_block_start\ndata: {\"type\":\"content_block_start\","
+      "\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+      "\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n"
+      "event: content_block_start\ndata: {\"type\":\"content_block_start\","
+      "\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":"
+      "\"toolu_2\",\"name\":\"calc\",\"input\":{}}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+      "\"index\":1,\"delta\":{\"type\":\"input_json_delta\","
+      "\"partial_json\":\"{\\\"x\\\":\"}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+      "\"index\":1,\"delta\":{\"type\":\"input_json_delta\","
+      "\"partial_json\":\"2}\"}}\n\n"
+      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
+      "{\"stop_reason\":\"tool_use\"},\"usage\":{\"input_tokens\":25,"
+      "\"cache_read_input_tokens\":10,\"output_tokens\":15}}\n\n"
+      "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+      .model = "claude-3-5-haiku", .output = "Hi", .reasoning = "",
+      .finish = "tool_use", .error = "", .input = 25, .output_tokens = 15,
+      .total = UNSET, .cached = 10, .reasoning_tokens = UNSET, .ntools = 1,
+      .tool_args = "{\"x\":2}", .tool_name = "calc", .tool_id = "toolu_2",
+      .done = 1 },
+
+    { .name = "anthropic error event", .dialect = NGX_LF_DIALECT_ANTHROPIC,
+      .sse = 1, .incremental = -1,
+      .body = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
+      "\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+      .model = "", .output = "", .reasoning = "", .finish = "",
+      .error = "Overloaded", .input = UNSET, .output_tokens = UNSET,
+      .total = UNSET, .cached = UNSET, .reasoning_tokens = UNSET,
+      .error_event = 1 },
+
+    { .name = "gemini json", .dialect = NGX_LF_DIALECT_GEMINI,
+      .incremental = -1,
+      .body = "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"think\","
+      "\"thought\":true},{\"text\":\"Answer\"},{\"functionCall\":{\"name\":"
+      "\"find\",\"args\":{\"q\":\"x\"}}}],\"role\":\"model\"},"
+      "\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{"
+      "\"promptTokenCount\":40,\"candidatesTokenCount\":9,"
+      "\"totalTokenCount\":60,\"cachedContentTokenCount\":16,"
+      "\"thoughtsTokenCount\":11},\"modelVersion\":\"gemini-2.5-flash\","
+      "\"responseId\":\"g-1\"}",
+      .model = "gemini-2.5-flash", .output = "Answer",
+      .reasoning = "think", .finish = "STOP", .error = "", .input = 40,
+      .output_tokens = 9, .total = 60, .cached = 16,
+      .reasoning_tokens = 11, .ntools = 1, .tool_args = "{\"q\":\"x\"}",
+      .tool_name = "find", .tool_id = "" },
+
+    { .name = "gemini sse", .dialect = NGX_LF_DIALECT_GEMINI, .sse = 1,
+      .incremental = -1,
+      .body = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":"
+      "\"Hel\"}],\"role\":\"model\"},\"index\":0}],\"usageMetadata\":{"
+      "\"promptTokenCount\":5,\"candidatesTokenCount\":1,"
+      "\"totalTokenCount\":6},\"modelVersion\":\"gemini-2.0-flash\"}\r\n\r\n"
+      "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"lo\"}],"
+      "\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":0}],"
+      "\"usageMetadata\":{\"promptTokenCount\":5,"
+      "\"candidatesTokenCount\":2,\"totalTokenCount\":7},"
+      "\"modelVersion\":\"gemini-2.0-flash\"}\r\n\r\n",
+      .model = "gemini-2.0-flash", .output = "Hello", .reasoning = "",
+      .finish = "STOP", .error = "", .input = 5, .output_tokens = 2,
+      .total = 7, .cached = UNSET, .reasoning_tokens = UNSET },
+
+    { .name = "gemini json array stream", .dialect = NGX_LF_DIALECT_GEMINI,
+      .incremental = -1,
+      .body = "[{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}],"
+      "\"usageMetadata\":{\"promptTokenCount\":3,\"totalTokenCount\":3}}\n,"
+      "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"b\"}]},"
+      "\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":"
+      "3,\"candidatesTokenCount\":2,\"totalTokenCount\":5}}]",
+      .model = "", .output = "ab", .reasoning = "", .finish = "STOP",
+      .error = "", .input = 3, .output_tokens = 2, .total = 5,
+      .cached = UNSET, .reasoning_tokens = UNSET },
+
+    { .name = "unknown path, chat body", .dialect = NGX_LF_DIALECT_UNKNOWN,
+      .incremental = -1,
+      .body = "{\"model\":\"llama3\",\"choices\":[{\"message\":{\"content\":"
+      "\"yo\"}}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,"
+      "\"total_tokens\":2}}",
+      .model = "", .output = "yo", .reasoning = "", .finish = "",
+      .error = "", .input = 1, .output_tokens = 1, .total = 2,
+      .cached = UNSET, .reasoning_tokens = UNSET,
+      .sniffed = NGX_LF_DIALECT_OPENAI_CHAT },
 };
 
 
@@ -249,9 +431,15 @@ test_responses(void)
             if (c->ntools) {
                 check_str(&rec.tool_calls[0].arguments, c->tool_args);
                 check_str(&rec.tool_calls[0].name, c->tool_name);
-                check_str(&rec.tool_calls[0].id, "call_1");
-                check_str(&rec.tool_calls[1].name, "time");
+                check_str(&rec.tool_calls[0].id, c->tool_id);
             }
+
+            UNIT_CHECK((int) rec.dialect == (c->sniffed ? c->sniffed
+                                                          : c->dialect));
+            UNIT_CHECK(rec.embeddings == (c->embeddings ? c->embeddings
+                                                        : -1));
+            UNIT_CHECK(rec.dimensions == (c->dimensions ? c->dimensions
+                                                        : -1));
 
             ngx_lf_record_free(&rec);
         }
