@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "ngx_http_lf_module.h"
+#include "ngx_lf_json.h"
 
 
 /*
@@ -23,23 +24,49 @@
 #define NGX_HTTP_LF_MAX_INFLIGHT        2
 #define NGX_HTTP_LF_CONNECT_TIMEOUT     5000
 #define NGX_HTTP_LF_TIMEOUT             15000
-#define NGX_HTTP_LF_RESPONSE_MAX        1024
+#define NGX_HTTP_LF_RESPONSE_MAX        65536
+#define NGX_HTTP_LF_RETRIES             6
+#define NGX_HTTP_LF_BACKOFF             1000
+#define NGX_HTTP_LF_BACKOFF_MAX         30000
+#define NGX_HTTP_LF_RETRY_AFTER_MAX     60
 #define NGX_HTTP_LF_EXIT_DRAIN          5000
 #define NGX_HTTP_LF_TICK                100
 
 
+/*
+ * A batch lives in worker memory from the queue's pop until Langfuse
+ * takes it or it is given up: in flight, or waiting for a retry with
+ * the same bytes.
+ */
+
 typedef struct {
-    ngx_queue_t                 queue;
+    ngx_queue_t                 queue;      /* in flight or waiting */
+    ngx_event_t                 retry;
+    ngx_http_lf_dest_t         *dest;
+
+    u_char                     *events;     /* comma-joined */
+    size_t                      events_len;
+    size_t                     *lens;       /* of each event */
+    ngx_uint_t                  count;
+    ngx_uint_t                  attempts;
+
+    u_char                     *body;       /* gzip of the envelope */
+    size_t                      body_len;
+
     CURL                       *easy;
     struct curl_slist          *headers;
-    u_char                     *body;
-    size_t                      body_len;
-    ngx_uint_t                  count;
-    ngx_http_lf_dest_t         *dest;
-    u_char                      response[NGX_HTTP_LF_RESPONSE_MAX];
-    size_t                      response_len;
+    ngx_lf_buf_t                response;
     char                        error[CURL_ERROR_SIZE];
+
+    unsigned                    inflight:1;
+    unsigned                    waiting:1;
 } ngx_http_lf_batch_t;
+
+
+typedef struct {
+    ngx_uint_t                  errors;
+    ngx_lf_buf_t                message;
+} ngx_http_lf_multi_status_t;
 
 
 typedef struct {
@@ -51,6 +78,7 @@ typedef struct {
     ngx_event_t                 deadline;   /* of a quitting worker */
     ngx_uint_t                  inflight;
     ngx_queue_t                 batches;    /* in flight */
+    ngx_queue_t                 waiting;    /* for a retry */
     ngx_queue_t                 sockets;    /* ngx_connection_t of curl */
     ngx_msec_t                  exit_start;
     ngx_msec_t                  last_flush;
@@ -59,13 +87,27 @@ typedef struct {
 } ngx_http_lf_exporter_t;
 
 
-static uint64_t ngx_http_lf_inflight_events(ngx_http_lf_exporter_t *ex);
+static uint64_t ngx_http_lf_pending_events(ngx_http_lf_exporter_t *ex,
+    ngx_uint_t *batches);
+static void ngx_http_lf_abandon(ngx_http_lf_exporter_t *ex,
+    const char *when);
 static void ngx_http_lf_flush_handler(ngx_event_t *ev);
 static void ngx_http_lf_deadline_handler(ngx_event_t *ev);
 static void ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex);
-static ngx_int_t ngx_http_lf_send(ngx_http_lf_exporter_t *ex,
-    ngx_http_lf_dest_t *dest, u_char *events, size_t len,
-    ngx_uint_t count);
+static ngx_http_lf_batch_t *ngx_http_lf_batch_create(
+    ngx_http_lf_exporter_t *ex, ngx_http_lf_dest_t *dest, u_char *events,
+    size_t len, size_t *lens, ngx_uint_t count);
+static ngx_int_t ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch);
+static void ngx_http_lf_retry_handler(ngx_event_t *ev);
+static void ngx_http_lf_batch_retry(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch, const char *reason, long status);
+static void ngx_http_lf_batch_split(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch);
+static void ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch);
+static int ngx_http_lf_multi_status_value(ngx_lf_json_t *j,
+    ngx_lf_json_type_e type, const u_char *v, size_t len);
 static u_char *ngx_http_lf_gzip(ngx_http_lf_dest_t *dest, u_char *events,
     size_t len, size_t *out_len, ngx_log_t *log);
 static ngx_http_lf_dest_t *ngx_http_lf_find_dest(
@@ -113,6 +155,7 @@ ngx_http_lf_export_init_process(ngx_cycle_t *cycle)
     ex->log = cycle->log;
 
     ngx_queue_init(&ex->batches);
+    ngx_queue_init(&ex->waiting);
     ngx_queue_init(&ex->sockets);
 
     code = curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -169,7 +212,6 @@ ngx_http_lf_export_exit_process(ngx_cycle_t *cycle)
 {
     ngx_queue_t             *q;
     ngx_connection_t        *c;
-    ngx_http_lf_batch_t     *batch;
     ngx_http_lf_exporter_t  *ex;
 
     ex = &ngx_http_lf_exporter;
@@ -178,18 +220,7 @@ ngx_http_lf_export_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    if (ex->inflight) {
-        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-                      "langfuse: %ui export(s) of %uL event(s) still in "
-                      "flight at exit are abandoned", ex->inflight,
-                      ngx_http_lf_inflight_events(ex));
-    }
-
-    while (!ngx_queue_empty(&ex->batches)) {
-        q = ngx_queue_head(&ex->batches);
-        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
-        ngx_http_lf_batch_free(ex, batch);
-    }
+    ngx_http_lf_abandon(ex, "at exit");
 
     curl_multi_cleanup(ex->multi);
     ex->multi = NULL;
@@ -209,24 +240,67 @@ ngx_http_lf_export_exit_process(ngx_cycle_t *cycle)
 }
 
 
+/* batches in flight and waiting for a retry */
+
 static uint64_t
-ngx_http_lf_inflight_events(ngx_http_lf_exporter_t *ex)
+ngx_http_lf_pending_events(ngx_http_lf_exporter_t *ex, ngx_uint_t *batches)
 {
     uint64_t              n;
-    ngx_queue_t          *q;
+    ngx_queue_t          *q, *list;
     ngx_http_lf_batch_t  *batch;
 
     n = 0;
+    *batches = 0;
 
-    for (q = ngx_queue_head(&ex->batches);
-         q != ngx_queue_sentinel(&ex->batches);
-         q = ngx_queue_next(q))
+    for (list = &ex->batches; list; list = (list == &ex->batches)
+                                           ? &ex->waiting : NULL)
     {
-        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
-        n += batch->count;
+        for (q = ngx_queue_head(list);
+             q != ngx_queue_sentinel(list);
+             q = ngx_queue_next(q))
+        {
+            batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
+            n += batch->count;
+            (*batches)++;
+        }
     }
 
     return n;
+}
+
+
+static void
+ngx_http_lf_abandon(ngx_http_lf_exporter_t *ex, const char *when)
+{
+    uint64_t              events;
+    ngx_uint_t            batches;
+    ngx_queue_t          *q;
+    ngx_http_lf_batch_t  *batch;
+
+    events = ngx_http_lf_pending_events(ex, &batches);
+
+    if (batches == 0) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ex->log, 0,
+                  "langfuse: %ui export(s) of %uL event(s) not delivered "
+                  "%s are abandoned", batches, events, when);
+
+    ngx_http_lf_stat(ex->lmcf, failed, events);
+    ngx_http_lf_stat(ex->lmcf, batches_failed, batches);
+
+    while (!ngx_queue_empty(&ex->batches)) {
+        q = ngx_queue_head(&ex->batches);
+        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
+        ngx_http_lf_batch_free(ex, batch);
+    }
+
+    while (!ngx_queue_empty(&ex->waiting)) {
+        q = ngx_queue_head(&ex->waiting);
+        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
+        ngx_http_lf_batch_free(ex, batch);
+    }
 }
 
 
@@ -239,6 +313,7 @@ static void
 ngx_http_lf_flush_handler(ngx_event_t *ev)
 {
     ngx_msec_t               interval;
+    ngx_http_lf_batch_t     *batch;
     ngx_http_lf_exporter_t  *ex = ev->data;
 
     interval = ex->lmcf->flush_interval;
@@ -247,8 +322,20 @@ ngx_http_lf_flush_handler(ngx_event_t *ev)
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ev->log, 0,
                        "langfuse last flush, %ui in flight", ex->inflight);
 
-        /* the rest goes out as transfers complete, for a bounded time */
+        /*
+         * the rest goes out as transfers complete, for a bounded time;
+         * batches waiting for a retry get their last try now
+         */
         ex->exit_start = ngx_current_msec;
+
+        while (!ngx_queue_empty(&ex->waiting)) {
+            batch = ngx_queue_data(ngx_queue_head(&ex->waiting),
+                                   ngx_http_lf_batch_t, queue);
+            ngx_del_timer(&batch->retry);
+            batch->attempts = NGX_HTTP_LF_RETRIES - 1;
+            ngx_http_lf_retry_handler(&batch->retry);
+        }
+
         ngx_http_lf_send_batches(ex);
 
         if (ex->inflight) {
@@ -275,44 +362,40 @@ ngx_http_lf_flush_handler(ngx_event_t *ev)
 static void
 ngx_http_lf_deadline_handler(ngx_event_t *ev)
 {
-    ngx_queue_t             *q;
-    ngx_http_lf_batch_t     *batch;
     ngx_http_lf_exporter_t  *ex = ev->data;
 
-    if (ex->inflight == 0) {
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
-                  "langfuse: %ui export(s) of %uL event(s) did not finish "
-                  "within %ui ms of shutdown and are abandoned",
-                  ex->inflight, ngx_http_lf_inflight_events(ex),
-                  (ngx_uint_t) NGX_HTTP_LF_EXIT_DRAIN);
-
-    while (!ngx_queue_empty(&ex->batches)) {
-        q = ngx_queue_head(&ex->batches);
-        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
-
-        ngx_http_lf_stat(ex->lmcf, failed, batch->count);
-        ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
-        ngx_http_lf_batch_free(ex, batch);
-    }
+    ngx_http_lf_abandon(ex, "within the shutdown time");
 }
 
 
 static void
 ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
 {
-    u_char              *events;
-    size_t               len;
-    uint32_t             id;
-    ngx_uint_t           count;
-    ngx_http_lf_dest_t  *dest;
+    u_char               *events;
+    size_t                len, *lens;
+    uint32_t              id, blocked[16];
+    ngx_uint_t            count, nblocked;
+    ngx_queue_t          *q;
+    ngx_http_lf_dest_t   *dest;
+    ngx_http_lf_batch_t  *batch;
+
+    /* a destination with a batch waiting for a retry gets no new ones */
+
+    nblocked = 0;
+
+    for (q = ngx_queue_head(&ex->waiting);
+         q != ngx_queue_sentinel(&ex->waiting) && nblocked < 16;
+         q = ngx_queue_next(q))
+    {
+        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
+        blocked[nblocked++] = batch->dest->id;
+    }
 
     while (ex->inflight < NGX_HTTP_LF_MAX_INFLIGHT) {
 
-        events = ngx_http_lf_queue_pop(ex->lmcf, ex->lmcf->batch_size, &id,
-                                       &len, &count, ex->log);
+        events = ngx_http_lf_queue_pop(ex->lmcf, ex->lmcf->batch_size,
+                                       blocked, nblocked, &id, &len, &count,
+                                       &lens, ex->log);
         if (events == NULL) {
             return;
         }
@@ -326,69 +409,110 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
                           "langfuse: %ui event(s) for a destination that "
                           "is no longer configured are dropped", count);
             ngx_free(events);
+            ngx_free(lens);
             continue;
         }
 
-        if (ngx_http_lf_send(ex, dest, events, len, count) != NGX_OK) {
+        batch = ngx_http_lf_batch_create(ex, dest, events, len, lens, count);
+
+        if (batch == NULL || ngx_http_lf_batch_start(ex, batch) != NGX_OK) {
             ngx_http_lf_stat(ex->lmcf, failed, count);
             ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
-        }
 
-        ngx_free(events);
+            if (batch) {
+                ngx_http_lf_batch_free(ex, batch);
+            }
+        }
     }
 }
 
 
-static ngx_int_t
-ngx_http_lf_send(ngx_http_lf_exporter_t *ex, ngx_http_lf_dest_t *dest,
-    u_char *events, size_t len, ngx_uint_t count)
+/* the batch takes over events and lens */
+
+static ngx_http_lf_batch_t *
+ngx_http_lf_batch_create(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_dest_t *dest, u_char *events, size_t len, size_t *lens,
+    ngx_uint_t count)
 {
-    CURL                 *easy;
-    CURLMcode             mcode;
     ngx_http_lf_batch_t  *batch;
 
     batch = ngx_calloc(sizeof(ngx_http_lf_batch_t), ex->log);
     if (batch == NULL) {
-        return NGX_ERROR;
+        ngx_free(events);
+        ngx_free(lens);
+        return NULL;
     }
 
     batch->dest = dest;
+    batch->events = events;
+    batch->events_len = len;
+    batch->lens = lens;
     batch->count = count;
 
+    batch->retry.handler = ngx_http_lf_retry_handler;
+    batch->retry.data = batch;
+    batch->retry.log = ex->log;
+    batch->retry.cancelable = 1;
+
+    ngx_lf_buf_init(&batch->response, NGX_HTTP_LF_RESPONSE_MAX);
+
+    /* compressed once: a retry sends the very same bytes */
     batch->body = ngx_http_lf_gzip(dest, events, len, &batch->body_len,
                                    ex->log);
     if (batch->body == NULL) {
-        ngx_free(batch);
-        return NGX_ERROR;
+        ngx_http_lf_batch_free(ex, batch);
+        return NULL;
     }
+
+    return batch;
+}
+
+
+static ngx_int_t
+ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch)
+{
+    CURL                *easy;
+    CURLMcode            mcode;
+    ngx_http_lf_dest_t  *dest;
+
+    dest = batch->dest;
+
+    if (batch->easy) {
+        curl_easy_cleanup(batch->easy);
+        batch->easy = NULL;
+    }
+
+    ngx_lf_buf_reset(&batch->response);
+    batch->error[0] = '\0';
+    batch->attempts++;
 
     easy = curl_easy_init();
     if (easy == NULL) {
         ngx_log_error(NGX_LOG_ALERT, ex->log, 0,
                       "langfuse: curl_easy_init() failed");
-        ngx_free(batch->body);
-        ngx_free(batch);
         return NGX_ERROR;
     }
 
     batch->easy = easy;
 
-    batch->headers = curl_slist_append(batch->headers,
-                                       "Content-Type: application/json");
-    batch->headers = curl_slist_append(batch->headers,
-                                       "Content-Encoding: gzip");
-    batch->headers = curl_slist_append(batch->headers,
-                                       (char *) dest->auth_header.data);
-    batch->headers = curl_slist_append(batch->headers, "Expect:");
-
-    if (dest->protocol == NGX_LF_PROTO_OTLP) {
-        batch->headers = curl_slist_append(batch->headers,
-                                        "x-langfuse-ingestion-version: 4");
-    }
-
     if (batch->headers == NULL) {
-        ngx_http_lf_batch_free(ex, batch);
-        return NGX_ERROR;
+        batch->headers = curl_slist_append(batch->headers,
+                                         "Content-Type: application/json");
+        batch->headers = curl_slist_append(batch->headers,
+                                           "Content-Encoding: gzip");
+        batch->headers = curl_slist_append(batch->headers,
+                                         (char *) dest->auth_header.data);
+        batch->headers = curl_slist_append(batch->headers, "Expect:");
+
+        if (dest->protocol == NGX_LF_PROTO_OTLP) {
+            batch->headers = curl_slist_append(batch->headers,
+                                        "x-langfuse-ingestion-version: 4");
+        }
+
+        if (batch->headers == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     curl_easy_setopt(easy, CURLOPT_URL, dest->url.data);
@@ -417,18 +541,38 @@ ngx_http_lf_send(ngx_http_lf_exporter_t *ex, ngx_http_lf_dest_t *dest,
         ngx_log_error(NGX_LOG_ALERT, ex->log, 0,
                       "langfuse: curl_multi_add_handle() failed: %s",
                       curl_multi_strerror(mcode));
-        ngx_http_lf_batch_free(ex, batch);
         return NGX_ERROR;
     }
 
     ngx_queue_insert_tail(&ex->batches, &batch->queue);
+    batch->inflight = 1;
     ex->inflight++;
 
-    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ex->log, 0,
-                   "langfuse export of %ui event(s), %uz bytes to \"%V\"",
-                   count, batch->body_len, &dest->url);
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ex->log, 0,
+                   "langfuse export of %ui event(s), %uz bytes to \"%V\", "
+                   "attempt %ui", batch->count, batch->body_len, &dest->url,
+                   batch->attempts);
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_lf_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_lf_batch_t     *batch = ev->data;
+    ngx_http_lf_exporter_t  *ex;
+
+    ex = &ngx_http_lf_exporter;
+
+    ngx_queue_remove(&batch->queue);
+    batch->waiting = 0;
+
+    if (ngx_http_lf_batch_start(ex, batch) != NGX_OK) {
+        ngx_http_lf_stat(ex->lmcf, failed, batch->count);
+        ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
+        ngx_http_lf_batch_free(ex, batch);
+    }
 }
 
 
@@ -705,7 +849,9 @@ ngx_http_lf_check_done(ngx_http_lf_exporter_t *ex)
             ngx_http_lf_send_batches(ex);
         }
 
-        if (ex->inflight == 0 && ex->deadline.timer_set) {
+        if (ex->inflight == 0 && ngx_queue_empty(&ex->waiting)
+            && ex->deadline.timer_set)
+        {
             ngx_del_timer(&ex->deadline);
         }
 
@@ -718,6 +864,12 @@ ngx_http_lf_check_done(ngx_http_lf_exporter_t *ex)
 }
 
 
+/*
+ * Connection errors, timeouts, 408, 429 and 5xx are retried with
+ * exponential backoff and jitter (or after the server's Retry-After);
+ * 413 splits the batch; any other refusal is final.
+ */
+
 static void
 ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch, CURLcode code)
@@ -727,29 +879,244 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
     status = 0;
     curl_easy_getinfo(batch->easy, CURLINFO_RESPONSE_CODE, &status);
 
+    ngx_queue_remove(&batch->queue);
+    batch->inflight = 0;
+    ex->inflight--;
+    (void) curl_multi_remove_handle(ex->multi, batch->easy);
+
     if (code != CURLE_OK) {
-        ngx_http_lf_log_failure(ex, batch,
+        ngx_http_lf_batch_retry(ex, batch,
                                 batch->error[0] ? batch->error
                                                 : curl_easy_strerror(code),
                                 0);
-        ngx_http_lf_stat(ex->lmcf, failed, batch->count);
-        ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
+        return;
+    }
 
-    } else if (status < 200 || status > 299) {
-        ngx_http_lf_log_failure(ex, batch, "rejected", status);
-        ngx_http_lf_stat(ex->lmcf, failed, batch->count);
-        ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
-
-    } else {
+    if (status >= 200 && status <= 299) {
         ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ex->log, 0,
                        "langfuse export done: %ui event(s), status %l",
                        batch->count, status);
 
-        ngx_http_lf_stat(ex->lmcf, sent, batch->count);
+        if (status == 207) {
+            ngx_http_lf_multi_status(ex, batch);
+
+        } else {
+            ngx_http_lf_stat(ex->lmcf, sent, batch->count);
+        }
+
         ngx_http_lf_stat(ex->lmcf, batches_sent, 1);
+        ngx_http_lf_batch_free(ex, batch);
+        return;
+    }
+
+    if (status == 408 || status == 429 || status >= 500) {
+        ngx_http_lf_batch_retry(ex, batch, "temporary failure", status);
+        return;
+    }
+
+    if (status == 413 && batch->count > 1) {
+        ngx_http_lf_batch_split(ex, batch);
+        return;
+    }
+
+    ngx_http_lf_log_failure(ex, batch, "refused, events dropped", status);
+    ngx_http_lf_stat(ex->lmcf, rejected, batch->count);
+    ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
+    ngx_http_lf_batch_free(ex, batch);
+}
+
+
+static void
+ngx_http_lf_batch_retry(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch, const char *reason, long status)
+{
+    ngx_msec_t  delay;
+    curl_off_t  after;
+
+    if (batch->attempts >= NGX_HTTP_LF_RETRIES) {
+        ngx_http_lf_log_failure(ex, batch, "retries exhausted, "
+                                "events dropped", status);
+        ngx_http_lf_stat(ex->lmcf, failed, batch->count);
+        ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
+        ngx_http_lf_batch_free(ex, batch);
+        return;
+    }
+
+    ngx_http_lf_log_failure(ex, batch, reason, status);
+
+    /* full backoff doubled per attempt, jitter over its upper half */
+    delay = NGX_HTTP_LF_BACKOFF << (batch->attempts - 1);
+    delay = ngx_min(delay, NGX_HTTP_LF_BACKOFF_MAX);
+    delay = delay / 2 + ngx_random() % (delay / 2 + 1);
+
+    after = 0;
+
+    if (status
+        && curl_easy_getinfo(batch->easy, CURLINFO_RETRY_AFTER, &after)
+           == CURLE_OK
+        && after > 0)
+    {
+        delay = (ngx_msec_t) ngx_min(after, NGX_HTTP_LF_RETRY_AFTER_MAX)
+                * 1000;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ex->log, 0,
+                   "langfuse retry of %ui event(s) in %M ms",
+                   batch->count, delay);
+
+    ngx_http_lf_stat(ex->lmcf, retried, batch->count);
+
+    ngx_queue_insert_tail(&ex->waiting, &batch->queue);
+    batch->waiting = 1;
+
+    ngx_add_timer(&batch->retry, delay);
+}
+
+
+/* too large for the server: each half goes again, as its own batch */
+
+static void
+ngx_http_lf_batch_split(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch)
+{
+    u_char               *events, *copy;
+    size_t                len, *lens;
+    ngx_uint_t            i, k, count[2], first[2];
+    ngx_http_lf_batch_t  *part;
+
+    first[0] = 0;
+    count[0] = batch->count / 2;
+    first[1] = count[0];
+    count[1] = batch->count - count[0];
+
+    ngx_log_error(NGX_LOG_WARN, ex->log, 0,
+                  "langfuse: \"%V\" refused a batch of %ui events as too "
+                  "large, sending it in halves", &batch->dest->url,
+                  batch->count);
+
+    events = batch->events;
+
+    for (i = 0; i < 2; i++) {
+        len = 0;
+
+        for (k = first[i]; k < first[i] + count[i]; k++) {
+            len += batch->lens[k] + 1;
+        }
+
+        /* no comma after the last event */
+        len--;
+
+        copy = ngx_alloc(len, ex->log);
+        lens = ngx_alloc(count[i] * sizeof(size_t), ex->log);
+
+        part = NULL;
+
+        if (copy && lens) {
+            ngx_memcpy(copy, events, len);
+            ngx_memcpy(lens, batch->lens + first[i],
+                       count[i] * sizeof(size_t));
+
+            /* takes copy and lens, and frees them when it fails */
+            part = ngx_http_lf_batch_create(ex, batch->dest, copy, len, lens,
+                                            count[i]);
+            copy = NULL;
+            lens = NULL;
+        }
+
+        if (part == NULL || ngx_http_lf_batch_start(ex, part) != NGX_OK) {
+            ngx_http_lf_stat(ex->lmcf, failed, count[i]);
+            ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
+
+            if (part) {
+                ngx_http_lf_batch_free(ex, part);
+            }
+        }
+
+        if (copy) {
+            ngx_free(copy);
+        }
+
+        if (lens) {
+            ngx_free(lens);
+        }
+
+        events += len + 1;
     }
 
     ngx_http_lf_batch_free(ex, batch);
+}
+
+
+/*
+ * The legacy API answers 207 with the events it took and those it
+ * refused as invalid; a refused one would be refused again.
+ */
+
+static void
+ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch)
+{
+    ngx_uint_t                  events, errors;
+    ngx_lf_json_t               j;
+    ngx_http_lf_multi_status_t  ms;
+
+    ngx_memzero(&ms, sizeof(ngx_http_lf_multi_status_t));
+    ngx_lf_buf_init(&ms.message, 512);
+
+    if (ngx_lf_json_init(&j, ngx_http_lf_multi_status_value, &ms, 0) == 0) {
+        (void) ngx_lf_json_feed(&j, batch->response.data,
+                                batch->response.len);
+        (void) ngx_lf_json_finish(&j);
+    }
+
+    ngx_lf_json_free(&j);
+
+    /* two legacy events make one call */
+    events = batch->count * 2;
+    errors = ngx_min(ms.errors, events);
+
+    ngx_http_lf_stat(ex->lmcf, sent, (events - errors) / 2);
+
+    if (errors) {
+        ngx_http_lf_stat(ex->lmcf, rejected, (errors + 1) / 2);
+
+        ngx_log_error(NGX_LOG_ERR, ex->log, 0,
+                      "langfuse: \"%V\" refused %ui of %ui events as "
+                      "invalid: \"%*s\"", &batch->dest->url, errors, events,
+                      ms.message.len, ms.message.data);
+    }
+
+    ngx_lf_buf_free(&ms.message);
+}
+
+
+static int
+ngx_http_lf_multi_status_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
+    const u_char *v, size_t len)
+{
+    u_char                      *clean;
+    ngx_http_lf_multi_status_t  *ms = j->ctx;
+
+    if (type == NGX_LF_JSON_MAP_START && ngx_lf_json_is(j, "errors[]")) {
+        ms->errors++;
+        return 0;
+    }
+
+    if (type == NGX_LF_JSON_STRING && ms->message.len == 0
+        && (ngx_lf_json_is(j, "errors[].message")
+            || ngx_lf_json_is(j, "errors[].error")))
+    {
+        len = ngx_min(len, 160);
+
+        clean = malloc(3 * len + 1);
+        if (clean) {
+            len = ngx_lf_utf8_sanitize(clean, v, len);
+            (void) ngx_lf_buf_append(&ms->message, clean, len);
+            free(clean);
+        }
+    }
+
+    return 0;
 }
 
 
@@ -757,18 +1124,38 @@ static void
 ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch)
 {
-    if (batch->easy) {
-        if (batch->queue.next) {
-            ngx_queue_remove(&batch->queue);
-            ex->inflight--;
-            (void) curl_multi_remove_handle(ex->multi, batch->easy);
-        }
+    if (batch->inflight) {
+        ngx_queue_remove(&batch->queue);
+        ex->inflight--;
+        (void) curl_multi_remove_handle(ex->multi, batch->easy);
 
+    } else if (batch->waiting) {
+        ngx_queue_remove(&batch->queue);
+    }
+
+    if (batch->retry.timer_set) {
+        ngx_del_timer(&batch->retry);
+    }
+
+    if (batch->easy) {
         curl_easy_cleanup(batch->easy);
     }
 
     curl_slist_free_all(batch->headers);
-    ngx_free(batch->body);
+    ngx_lf_buf_free(&batch->response);
+
+    if (batch->body) {
+        ngx_free(batch->body);
+    }
+
+    if (batch->events) {
+        ngx_free(batch->events);
+    }
+
+    if (batch->lens) {
+        ngx_free(batch->lens);
+    }
+
     ngx_free(batch);
 }
 
@@ -776,14 +1163,10 @@ ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
 static size_t
 ngx_http_lf_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-    size_t                n;
     ngx_http_lf_batch_t  *batch = userdata;
 
-    n = ngx_min(size * nmemb,
-                NGX_HTTP_LF_RESPONSE_MAX - batch->response_len);
-
-    ngx_memcpy(batch->response + batch->response_len, ptr, n);
-    batch->response_len += n;
+    (void) ngx_lf_buf_append(&batch->response, (u_char *) ptr,
+                             size * nmemb);
 
     return size * nmemb;
 }
@@ -805,8 +1188,8 @@ ngx_http_lf_log_failure(ngx_http_lf_exporter_t *ex,
 
     ex->error_logged = ngx_time();
 
-    n = ngx_min(batch->response_len, sizeof(text) / 3 - 1);
-    n = ngx_lf_utf8_sanitize(text, batch->response, n);
+    n = ngx_min(batch->response.len, sizeof(text) / 3 - 1);
+    n = ngx_lf_utf8_sanitize(text, batch->response.data, n);
 
     ngx_log_error(NGX_LOG_ERR, ex->log, 0,
                   "langfuse: export of %ui event(s) to \"%V\" failed: "

@@ -44,7 +44,9 @@ typedef struct {
     uint64_t                    parse_errors_request;
     uint64_t                    parse_errors_response;
     uint64_t                    sent;
-    uint64_t                    failed;
+    uint64_t                    retried;
+    uint64_t                    rejected;       /* 4xx, invalid in 207 */
+    uint64_t                    failed;         /* retries exhausted */
     uint64_t                    batches_sent;
     uint64_t                    batches_failed;
 } ngx_http_lf_stats_t;
@@ -149,8 +151,8 @@ ngx_int_t ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf,
     uint32_t dest, const u_char *data, size_t len, ngx_log_t *log);
 /* pops up to max events of one destination, joined with commas */
 u_char *ngx_http_lf_queue_pop(ngx_http_lf_main_conf_t *lmcf,
-    ngx_uint_t max, uint32_t *dest, size_t *len, ngx_uint_t *count,
-    ngx_log_t *log);
+    ngx_uint_t max, uint32_t *blocked, ngx_uint_t nblocked, uint32_t *dest,
+    size_t *len, ngx_uint_t *count, size_t **lens, ngx_log_t *log);
 ngx_uint_t ngx_http_lf_queue_count(ngx_http_lf_main_conf_t *lmcf);
 void ngx_http_lf_stats_add(ngx_http_lf_main_conf_t *lmcf, size_t offset,
     uint64_t n);

@@ -138,46 +138,57 @@ ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
 
 
 /*
- * Takes the oldest event and up to max - 1 more for the same
- * destination, within the batch byte limit, joined with commas into
- * worker memory so that the zone is freed before the export starts.
+ * Takes the oldest event of a destination that is not blocked (waiting
+ * for a retry) and up to max - 1 more for the same destination, within
+ * the batch byte limit, joined with commas into worker memory so that
+ * the zone is freed before the export starts.  lens gets each event's
+ * length, for splitting the batch later.
  */
 
 u_char *
 ngx_http_lf_queue_pop(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t max,
-    uint32_t *dest, size_t *len, ngx_uint_t *count, ngx_log_t *log)
+    uint32_t *blocked, ngx_uint_t nblocked, uint32_t *dest, size_t *len,
+    ngx_uint_t *count, size_t **lens, ngx_log_t *log)
 {
     u_char               *buf, *p;
-    size_t                total;
-    ngx_uint_t            n, scanned;
+    size_t                total, *l;
+    ngx_uint_t            i, n, scanned, limit;
     ngx_queue_t          *q, *next;
     ngx_http_lf_qnode_t  *node, *first;
     ngx_http_lf_shctx_t  *sh;
 
     sh = lmcf->sh;
 
+    /* behind a blocked destination the whole queue may need a look */
+    limit = nblocked ? (ngx_uint_t) -1 : 4 * max;
+
     ngx_shmtx_lock(&lmcf->shpool->mutex);
 
-    if (ngx_queue_empty(&sh->queue)) {
-        ngx_shmtx_unlock(&lmcf->shpool->mutex);
-        return NULL;
-    }
-
-    first = ngx_queue_data(ngx_queue_head(&sh->queue),
-                           ngx_http_lf_qnode_t, queue);
-
-    /* size the batch first, then copy it out in one allocation */
-
+    first = NULL;
     total = 0;
     n = 0;
     scanned = 0;
 
     for (q = ngx_queue_head(&sh->queue);
-         q != ngx_queue_sentinel(&sh->queue) && n < max && scanned < 4 * max;
+         q != ngx_queue_sentinel(&sh->queue) && n < max && scanned < limit;
          q = ngx_queue_next(q))
     {
         node = ngx_queue_data(q, ngx_http_lf_qnode_t, queue);
         scanned++;
+
+        if (first == NULL) {
+            for (i = 0; i < nblocked; i++) {
+                if (blocked[i] == node->dest) {
+                    break;
+                }
+            }
+
+            if (i < nblocked) {
+                continue;
+            }
+
+            first = node;
+        }
 
         if (node->dest != first->dest) {
             continue;
@@ -191,18 +202,35 @@ ngx_http_lf_queue_pop(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t max,
         n++;
     }
 
-    buf = ngx_alloc(total, log);
-    if (buf == NULL) {
+    if (first == NULL) {
         ngx_shmtx_unlock(&lmcf->shpool->mutex);
+        return NULL;
+    }
+
+    buf = ngx_alloc(total, log);
+    l = ngx_alloc(n * sizeof(size_t), log);
+
+    if (buf == NULL || l == NULL) {
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+        if (buf) {
+            ngx_free(buf);
+        }
+
+        if (l) {
+            ngx_free(l);
+        }
+
         return NULL;
     }
 
     *dest = first->dest;
     *count = n;
+    *lens = l;
 
     p = buf;
 
-    for (q = ngx_queue_head(&sh->queue);
+    for (q = &first->queue;
          q != ngx_queue_sentinel(&sh->queue) && n;
          q = next)
     {
@@ -218,6 +246,7 @@ ngx_http_lf_queue_pop(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t max,
         }
 
         p = ngx_cpymem(p, node->data, node->len);
+        *l++ = node->len;
 
         ngx_queue_remove(q);
         sh->bytes -= node->len;

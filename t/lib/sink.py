@@ -321,11 +321,17 @@ class _Handler(BaseHTTPRequestHandler):
             if not fault[2]:
                 rec.fault = "delay"
 
+        nspans = len(flatten_spans(rec.json)) if (
+            owner.max_spans is not None and isinstance(rec.json, dict)) else 0
         if fault is not None and fault[0] == "fail":
             rec.fault = "fail"
             status = fault[1]
             body = json.dumps({"message": "injected failure",
                                "status": status}).encode()
+        elif owner.max_spans is not None and nspans > owner.max_spans:
+            rec.fault = "too large"
+            status = 413
+            body = b'{"message":"request entity too large"}'
         elif rec.auth_error is not None:
             status, body = 401, json.dumps(
                 {"message": rec.auth_error}).encode()
@@ -338,10 +344,15 @@ class _Handler(BaseHTTPRequestHandler):
                 status, body = 400, b'{"message":"no batch"}'
             else:
                 status = 207
+                events = [e for e in batch if isinstance(e, dict)]
+                bad = events[:owner.ingestion_errors]
                 body = json.dumps({
-                    "successes": [{"id": (e or {}).get("id"), "status": 201}
-                                  for e in batch if isinstance(e, dict)],
-                    "errors": []}).encode()
+                    "successes": [{"id": e.get("id"), "status": 201}
+                                  for e in events[len(bad):]],
+                    "errors": [{"id": e.get("id"), "status": 400,
+                                "message": "Invalid request data",
+                                "error": "injected"} for e in bad]}).encode()
+                rec.refused_events = [e.get("id") for e in bad]
         else:
             status, body = 404, b'{"message":"unknown path"}'
         if rec.json is None and status in (200, 207):
@@ -396,10 +407,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, status, body):
         if self.headers.get("Connection", "").lower() == "close":
             self.close_connection = True
+        after = self.server.owner.retry_after
         head = ("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                "Content-Length: %d\r\n%s\r\n" % (
+                "Content-Length: %d\r\n%s%s\r\n" % (
                     status, self.responses.get(status, ("X",))[0],
                     len(body),
+                    "Retry-After: %d\r\n" % after
+                    if after is not None and status >= 400 else "",
                     "Connection: close\r\n" if self.close_connection else ""))
         self.wfile.write(head.encode() + body)
 
@@ -426,6 +440,9 @@ class Sink:
         self._released = threading.Event()
         self._fault = None
         self._fault_count = None
+        self.max_spans = None       # answer 413 to larger OTLP batches
+        self.retry_after = None     # Retry-After seconds on failures
+        self.ingestion_errors = 0   # events refused in each 207 answer
         self.httpd = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -540,6 +557,9 @@ class Sink:
 
     def normal(self):
         self._set_fault(None, None)
+        self.max_spans = None
+        self.retry_after = None
+        self.ingestion_errors = 0
         self._released.set()
 
     def clear(self):
