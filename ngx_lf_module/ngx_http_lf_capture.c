@@ -234,10 +234,8 @@ ngx_http_lf_response_feed(ngx_http_request_t *r, ngx_http_lf_ctx_t *ctx,
             ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                           "langfuse: response body does not decode, "
                           "the rest of the output is not captured");
-            ngx_http_lf_stat(ngx_http_get_module_main_conf(r,
-                                 ngx_http_langfuse_module),
-                             parse_errors_response, 1);
             ctx->body_off = 1;
+            ctx->decode_failed = 1;
         }
 
     } else {
@@ -264,6 +262,7 @@ ngx_http_lf_decoded(void *data, const u_char *p, size_t len)
 static ngx_int_t
 ngx_http_lf_log_handler(ngx_http_request_t *r)
 {
+    uint32_t                  id;
     ngx_http_lf_ctx_t        *ctx;
     ngx_http_lf_loc_conf_t   *llcf;
     ngx_http_lf_main_conf_t  *lmcf;
@@ -296,18 +295,25 @@ ngx_http_lf_log_handler(ngx_http_request_t *r)
         ngx_http_lf_parse_failed(r, ctx->response_parser, "response");
     }
 
+    if (llcf->dest == NULL) {
+        /* redirected into a location that does not trace */
+        return NGX_OK;
+    }
+
+    id = llcf->dest->id;
+
     if (ctx->rec.request_error) {
-        ngx_http_lf_stat(lmcf, parse_errors_request, 1);
+        ngx_http_lf_stat(lmcf, id, parse_errors_request, 1);
     }
 
-    if (ctx->rec.response_error) {
-        ngx_http_lf_stat(lmcf, parse_errors_response, 1);
+    if (ctx->rec.response_error || ctx->decode_failed) {
+        ngx_http_lf_stat(lmcf, id, parse_errors_response, 1);
     }
 
-    ngx_http_lf_stat(lmcf, captured, 1);
+    ngx_http_lf_stat(lmcf, id, captured, 1);
 
     if (ngx_http_lf_queue_record(r, ctx) != NGX_OK) {
-        ngx_http_lf_stat(lmcf, dropped_serialize, 1);
+        ngx_http_lf_stat(lmcf, id, dropped_serialize, 1);
     }
 
     return NGX_OK;
@@ -330,11 +336,6 @@ ngx_http_lf_queue_record(ngx_http_request_t *r, ngx_http_lf_ctx_t *ctx)
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_langfuse_module);
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_langfuse_module);
-
-    if (llcf->dest == NULL) {
-        /* redirected into a location that does not trace */
-        return NGX_OK;
-    }
 
     ngx_memzero(&span, sizeof(ngx_lf_span_t));
 

@@ -287,18 +287,15 @@ ngx_http_lf_abandon(ngx_http_lf_exporter_t *ex, const char *when)
                   "langfuse: %ui export(s) of %uL event(s) not delivered "
                   "%s are abandoned", batches, events, when);
 
-    ngx_http_lf_stat(ex->lmcf, failed, events);
-    ngx_http_lf_stat(ex->lmcf, batches_failed, batches);
-
-    while (!ngx_queue_empty(&ex->batches)) {
-        q = ngx_queue_head(&ex->batches);
+    while (!ngx_queue_empty(&ex->batches)
+           || !ngx_queue_empty(&ex->waiting))
+    {
+        q = ngx_queue_empty(&ex->batches) ? ngx_queue_head(&ex->waiting)
+                                          : ngx_queue_head(&ex->batches);
         batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
-        ngx_http_lf_batch_free(ex, batch);
-    }
 
-    while (!ngx_queue_empty(&ex->waiting)) {
-        q = ngx_queue_head(&ex->waiting);
-        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, batch->count);
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_failed, 1);
         ngx_http_lf_batch_free(ex, batch);
     }
 }
@@ -404,7 +401,7 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
 
         if (dest == NULL) {
             /* queued under a configuration that a reload replaced */
-            ngx_http_lf_stat(ex->lmcf, dropped_no_destination, count);
+            ngx_http_lf_stat(ex->lmcf, id, dropped_no_destination, count);
             ngx_log_error(NGX_LOG_WARN, ex->log, 0,
                           "langfuse: %ui event(s) for a destination that "
                           "is no longer configured are dropped", count);
@@ -416,8 +413,8 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
         batch = ngx_http_lf_batch_create(ex, dest, events, len, lens, count);
 
         if (batch == NULL || ngx_http_lf_batch_start(ex, batch) != NGX_OK) {
-            ngx_http_lf_stat(ex->lmcf, failed, count);
-            ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
+            ngx_http_lf_stat(ex->lmcf, id, failed, count);
+            ngx_http_lf_stat(ex->lmcf, id, batches_failed, 1);
 
             if (batch) {
                 ngx_http_lf_batch_free(ex, batch);
@@ -548,6 +545,8 @@ ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
     batch->inflight = 1;
     ex->inflight++;
 
+    ngx_http_lf_stat(ex->lmcf, dest->id, in_flight, 1);
+
     ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ex->log, 0,
                    "langfuse export of %ui event(s), %uz bytes to \"%V\", "
                    "attempt %ui", batch->count, batch->body_len, &dest->url,
@@ -569,8 +568,8 @@ ngx_http_lf_retry_handler(ngx_event_t *ev)
     batch->waiting = 0;
 
     if (ngx_http_lf_batch_start(ex, batch) != NGX_OK) {
-        ngx_http_lf_stat(ex->lmcf, failed, batch->count);
-        ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, batch->count);
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_failed, 1);
         ngx_http_lf_batch_free(ex, batch);
     }
 }
@@ -874,7 +873,10 @@ static void
 ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch, CURLcode code)
 {
-    long  status;
+    long         status;
+    u_char      *p, text[NGX_HTTP_LF_ERROR_LEN];
+    size_t       n;
+    const char  *reason;
 
     status = 0;
     curl_easy_getinfo(batch->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -884,12 +886,34 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
     ex->inflight--;
     (void) curl_multi_remove_handle(ex->multi, batch->easy);
 
+    ngx_http_lf_stat(ex->lmcf, batch->dest->id, in_flight, (uint64_t) -1);
+
     if (code != CURLE_OK) {
-        ngx_http_lf_batch_retry(ex, batch,
-                                batch->error[0] ? batch->error
-                                                : curl_easy_strerror(code),
-                                0);
+        reason = batch->error[0] ? batch->error : curl_easy_strerror(code);
+
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, errors_network, 1);
+        ngx_http_lf_stats_result(ex->lmcf, batch->dest->id,
+                                 (u_char *) reason, ngx_strlen(reason));
+
+        ngx_http_lf_batch_retry(ex, batch, reason, 0);
         return;
+    }
+
+    if (status < 200 || status > 299) {
+        ngx_http_lf_stats_add(ex->lmcf, batch->dest->id,
+                              status == 429
+                              ? offsetof(ngx_http_lf_stats_t, errors_http_429)
+                              : status >= 500
+                              ? offsetof(ngx_http_lf_stats_t, errors_http_5xx)
+                              : offsetof(ngx_http_lf_stats_t, errors_http_4xx),
+                              1);
+
+        p = ngx_snprintf(text, sizeof(text), "status %l: ", status);
+        n = ngx_min(batch->response.len, (size_t) (text + sizeof(text) - p)
+                                         / 3);
+        p += ngx_lf_utf8_sanitize(p, batch->response.data, n);
+
+        ngx_http_lf_stats_result(ex->lmcf, batch->dest->id, text, p - text);
     }
 
     if (status >= 200 && status <= 299) {
@@ -901,10 +925,11 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
             ngx_http_lf_multi_status(ex, batch);
 
         } else {
-            ngx_http_lf_stat(ex->lmcf, sent, batch->count);
+            ngx_http_lf_stat(ex->lmcf, batch->dest->id, sent, batch->count);
         }
 
-        ngx_http_lf_stat(ex->lmcf, batches_sent, 1);
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_sent, 1);
+        ngx_http_lf_stats_result(ex->lmcf, batch->dest->id, NULL, 0);
         ngx_http_lf_batch_free(ex, batch);
         return;
     }
@@ -920,8 +945,8 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
     }
 
     ngx_http_lf_log_failure(ex, batch, "refused, events dropped", status);
-    ngx_http_lf_stat(ex->lmcf, rejected, batch->count);
-    ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
+    ngx_http_lf_stat(ex->lmcf, batch->dest->id, rejected, batch->count);
+    ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_failed, 1);
     ngx_http_lf_batch_free(ex, batch);
 }
 
@@ -936,8 +961,8 @@ ngx_http_lf_batch_retry(ngx_http_lf_exporter_t *ex,
     if (batch->attempts >= NGX_HTTP_LF_RETRIES) {
         ngx_http_lf_log_failure(ex, batch, "retries exhausted, "
                                 "events dropped", status);
-        ngx_http_lf_stat(ex->lmcf, failed, batch->count);
-        ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, batch->count);
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_failed, 1);
         ngx_http_lf_batch_free(ex, batch);
         return;
     }
@@ -964,7 +989,7 @@ ngx_http_lf_batch_retry(ngx_http_lf_exporter_t *ex,
                    "langfuse retry of %ui event(s) in %M ms",
                    batch->count, delay);
 
-    ngx_http_lf_stat(ex->lmcf, retried, batch->count);
+    ngx_http_lf_stat(ex->lmcf, batch->dest->id, retried, batch->count);
 
     ngx_queue_insert_tail(&ex->waiting, &batch->queue);
     batch->waiting = 1;
@@ -1024,8 +1049,8 @@ ngx_http_lf_batch_split(ngx_http_lf_exporter_t *ex,
         }
 
         if (part == NULL || ngx_http_lf_batch_start(ex, part) != NGX_OK) {
-            ngx_http_lf_stat(ex->lmcf, failed, count[i]);
-            ngx_http_lf_stat(ex->lmcf, batches_failed, 1);
+            ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, count[i]);
+            ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_failed, 1);
 
             if (part) {
                 ngx_http_lf_batch_free(ex, part);
@@ -1075,10 +1100,11 @@ ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
     events = batch->count * 2;
     errors = ngx_min(ms.errors, events);
 
-    ngx_http_lf_stat(ex->lmcf, sent, (events - errors) / 2);
+    ngx_http_lf_stat(ex->lmcf, batch->dest->id, sent, (events - errors) / 2);
 
     if (errors) {
-        ngx_http_lf_stat(ex->lmcf, rejected, (errors + 1) / 2);
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, rejected,
+                         (errors + 1) / 2);
 
         ngx_log_error(NGX_LOG_ERR, ex->log, 0,
                       "langfuse: \"%V\" refused %ui of %ui events as "
@@ -1128,6 +1154,9 @@ ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
         ngx_queue_remove(&batch->queue);
         ex->inflight--;
         (void) curl_multi_remove_handle(ex->multi, batch->easy);
+
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, in_flight,
+                         (uint64_t) -1);
 
     } else if (batch->waiting) {
         ngx_queue_remove(&batch->queue);

@@ -142,6 +142,13 @@ static ngx_command_t  ngx_http_lf_commands[] = {
       0,
       NULL },
 
+    { ngx_string("langfuse_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_lf_status,
+      0,
+      0,
+      NULL },
+
     { ngx_string("langfuse_flush_interval"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,

@@ -33,22 +33,45 @@ typedef struct {
 } ngx_http_lf_dest_t;
 
 
-/* counters shared by all workers, kept under the zone mutex */
+#define NGX_HTTP_LF_MAX_DESTS           32
+#define NGX_HTTP_LF_ERROR_LEN           256
+
+
+/*
+ * Counters of one destination, shared by all workers and kept under the
+ * zone mutex; they live as long as the zone, reloads included.
+ */
 typedef struct {
+    uint32_t                    dest;
+
     uint64_t                    captured;
     uint64_t                    queued;
-    uint64_t                    dropped_queue_full;
-    uint64_t                    dropped_too_large;
-    uint64_t                    dropped_no_destination;
-    uint64_t                    dropped_serialize;
-    uint64_t                    parse_errors_request;
-    uint64_t                    parse_errors_response;
     uint64_t                    sent;
     uint64_t                    retried;
     uint64_t                    rejected;       /* 4xx, invalid in 207 */
     uint64_t                    failed;         /* retries exhausted */
+
+    uint64_t                    dropped_queue_full;
+    uint64_t                    dropped_too_large;
+    uint64_t                    dropped_no_destination;
+    uint64_t                    dropped_serialize;
+
+    uint64_t                    parse_errors_request;
+    uint64_t                    parse_errors_response;
+
+    uint64_t                    errors_network;
+    uint64_t                    errors_http_429;
+    uint64_t                    errors_http_4xx;
+    uint64_t                    errors_http_5xx;
+
     uint64_t                    batches_sent;
     uint64_t                    batches_failed;
+    uint64_t                    in_flight;      /* batches */
+
+    time_t                      last_success;
+    time_t                      last_failure;
+    size_t                      last_error_len;
+    u_char                      last_error[NGX_HTTP_LF_ERROR_LEN];
 } ngx_http_lf_stats_t;
 
 
@@ -56,7 +79,8 @@ typedef struct {
     ngx_queue_t                 queue;      /* ngx_http_lf_qnode_t */
     size_t                      bytes;
     ngx_uint_t                  count;
-    ngx_http_lf_stats_t         stats;
+    ngx_uint_t                  ndests;
+    ngx_http_lf_stats_t         dests[NGX_HTTP_LF_MAX_DESTS];
     time_t                      drop_logged;
     uint64_t                    drop_reported;
 } ngx_http_lf_shctx_t;
@@ -127,6 +151,7 @@ typedef struct {
     unsigned                    response_started:1;
     unsigned                    response_done:1;   /* last_buf seen */
     unsigned                    decoding:1;
+    unsigned                    decode_failed:1;
     unsigned                    body_off:1;        /* stop looking */
     unsigned                    logged:1;
 } ngx_http_lf_ctx_t;
@@ -154,11 +179,19 @@ u_char *ngx_http_lf_queue_pop(ngx_http_lf_main_conf_t *lmcf,
     ngx_uint_t max, uint32_t *blocked, ngx_uint_t nblocked, uint32_t *dest,
     size_t *len, ngx_uint_t *count, size_t **lens, ngx_log_t *log);
 ngx_uint_t ngx_http_lf_queue_count(ngx_http_lf_main_conf_t *lmcf);
-void ngx_http_lf_stats_add(ngx_http_lf_main_conf_t *lmcf, size_t offset,
-    uint64_t n);
+void ngx_http_lf_stats_add(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
+    size_t offset, uint64_t n);
+void ngx_http_lf_stats_result(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
+    const u_char *error, size_t len);
+ngx_http_lf_stats_t *ngx_http_lf_stats_locked(ngx_http_lf_shctx_t *sh,
+    uint32_t dest);
 
-#define ngx_http_lf_stat(lmcf, field, n)                                     \
-    ngx_http_lf_stats_add(lmcf, offsetof(ngx_http_lf_stats_t, field), n)
+#define ngx_http_lf_stat(lmcf, dest, field, n)                               \
+    ngx_http_lf_stats_add(lmcf, dest, offsetof(ngx_http_lf_stats_t, field), \
+                          n)
+
+/* status */
+char *ngx_http_lf_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* export */
 ngx_int_t ngx_http_lf_export_init_process(ngx_cycle_t *cycle);

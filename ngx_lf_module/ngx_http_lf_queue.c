@@ -82,9 +82,7 @@ ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
     sh = lmcf->sh;
 
     if (len > NGX_HTTP_LF_BATCH_MAX_BYTES) {
-        ngx_shmtx_lock(&lmcf->shpool->mutex);
-        sh->stats.dropped_too_large++;
-        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+        ngx_http_lf_stat(lmcf, dest, dropped_too_large, 1);
 
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "langfuse: event of %uz bytes is over the limit of "
@@ -99,15 +97,16 @@ ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
                                  offsetof(ngx_http_lf_qnode_t, data) + len);
 
     if (node == NULL) {
-        sh->stats.dropped_queue_full++;
+        ngx_http_lf_stats_locked(sh, dest)->dropped_queue_full++;
+        sh->drop_reported++;
 
         now = ngx_time();
         dropped = 0;
 
         if (sh->drop_logged != now) {
             sh->drop_logged = now;
-            dropped = sh->stats.dropped_queue_full - sh->drop_reported;
-            sh->drop_reported = sh->stats.dropped_queue_full;
+            dropped = sh->drop_reported;
+            sh->drop_reported = 0;
         }
 
         ngx_shmtx_unlock(&lmcf->shpool->mutex);
@@ -129,7 +128,7 @@ ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
     ngx_queue_insert_tail(&sh->queue, &node->queue);
     sh->bytes += len;
     sh->count++;
-    sh->stats.queued++;
+    ngx_http_lf_stats_locked(sh, dest)->queued++;
 
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
@@ -277,15 +276,77 @@ ngx_http_lf_queue_count(ngx_http_lf_main_conf_t *lmcf)
 }
 
 
-void
-ngx_http_lf_stats_add(ngx_http_lf_main_conf_t *lmcf, size_t offset,
-    uint64_t n)
+/*
+ * The counters of a destination, found by its id; a new id takes a free
+ * slot, and when none is left the last slot counts for all the rest.
+ */
+
+ngx_http_lf_stats_t *
+ngx_http_lf_stats_locked(ngx_http_lf_shctx_t *sh, uint32_t dest)
 {
+    ngx_uint_t            i;
+    ngx_http_lf_stats_t  *st;
+
+    for (i = 0; i < sh->ndests; i++) {
+        if (sh->dests[i].dest == dest) {
+            return &sh->dests[i];
+        }
+    }
+
+    if (sh->ndests == NGX_HTTP_LF_MAX_DESTS) {
+        return &sh->dests[NGX_HTTP_LF_MAX_DESTS - 1];
+    }
+
+    st = &sh->dests[sh->ndests++];
+    st->dest = dest;
+
+    return st;
+}
+
+
+void
+ngx_http_lf_stats_add(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
+    size_t offset, uint64_t n)
+{
+    ngx_http_lf_stats_t  *st;
+
     if (lmcf->sh == NULL) {
         return;
     }
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
-    *(uint64_t *) ((u_char *) &lmcf->sh->stats + offset) += n;
+
+    st = ngx_http_lf_stats_locked(lmcf->sh, dest);
+    *(uint64_t *) ((u_char *) st + offset) += n;
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+/* the outcome of an export: a success, or the error text to show */
+
+void
+ngx_http_lf_stats_result(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
+    const u_char *error, size_t len)
+{
+    ngx_http_lf_stats_t  *st;
+
+    if (lmcf->sh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    st = ngx_http_lf_stats_locked(lmcf->sh, dest);
+
+    if (error == NULL) {
+        st->last_success = ngx_time();
+
+    } else {
+        st->last_failure = ngx_time();
+        st->last_error_len = ngx_min(len, NGX_HTTP_LF_ERROR_LEN);
+        ngx_memcpy(st->last_error, error, st->last_error_len);
+    }
+
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
 }

@@ -1,0 +1,480 @@
+
+/*
+ * Copyright (C) The nginx-langfuse authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_lf_module.h"
+#include "ngx_lf_json.h"
+
+
+/*
+ * "langfuse_status": the counters of every destination and the queue,
+ * as JSON or (with ?format=prometheus) as Prometheus text.  Nothing
+ * secret is shown: endpoints and public keys only.
+ */
+
+#define NGX_HTTP_LF_STATUS_MAX          (64 * 1024)
+
+
+typedef struct {
+    const char                 *name;
+    const char                 *label;      /* Prometheus label value */
+    size_t                      offset;
+} ngx_http_lf_counter_t;
+
+
+static ngx_int_t ngx_http_lf_status_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_lf_status_json(ngx_http_request_t *r,
+    ngx_http_lf_main_conf_t *lmcf, ngx_http_lf_shctx_t *snap,
+    ngx_buf_t *b);
+static ngx_int_t ngx_http_lf_status_prometheus(ngx_http_request_t *r,
+    ngx_http_lf_main_conf_t *lmcf, ngx_http_lf_shctx_t *snap,
+    ngx_buf_t *b);
+static u_char *ngx_http_lf_status_labels(u_char *p, u_char *last,
+    ngx_http_lf_dest_t *dest, uint32_t id);
+static ngx_http_lf_dest_t *ngx_http_lf_status_dest(
+    ngx_http_lf_main_conf_t *lmcf, uint32_t id);
+
+
+#define ngx_http_lf_counter(name, label, field)                             \
+    { name, label, offsetof(ngx_http_lf_stats_t, field) }
+
+static ngx_http_lf_counter_t  ngx_http_lf_event_counters[] = {
+    ngx_http_lf_counter("captured", "captured", captured),
+    ngx_http_lf_counter("queued", "queued", queued),
+    ngx_http_lf_counter("sent", "sent", sent),
+    ngx_http_lf_counter("retried", "retried", retried),
+    ngx_http_lf_counter("rejected", "rejected", rejected),
+    ngx_http_lf_counter("failed", "failed", failed),
+    { NULL, NULL, 0 }
+};
+
+
+static ngx_http_lf_counter_t  ngx_http_lf_drop_counters[] = {
+    ngx_http_lf_counter("queue_full", "queue_full", dropped_queue_full),
+    ngx_http_lf_counter("too_large", "too_large", dropped_too_large),
+    ngx_http_lf_counter("no_destination", "no_destination",
+                        dropped_no_destination),
+    ngx_http_lf_counter("serialize", "serialize", dropped_serialize),
+    { NULL, NULL, 0 }
+};
+
+
+static ngx_http_lf_counter_t  ngx_http_lf_parse_counters[] = {
+    ngx_http_lf_counter("request", "request", parse_errors_request),
+    ngx_http_lf_counter("response", "response", parse_errors_response),
+    { NULL, NULL, 0 }
+};
+
+
+static ngx_http_lf_counter_t  ngx_http_lf_error_counters[] = {
+    ngx_http_lf_counter("network", "network", errors_network),
+    ngx_http_lf_counter("http_429", "http_429", errors_http_429),
+    ngx_http_lf_counter("http_4xx", "http_4xx", errors_http_4xx),
+    ngx_http_lf_counter("http_5xx", "http_5xx", errors_http_5xx),
+    { NULL, NULL, 0 }
+};
+
+
+static ngx_http_lf_counter_t  ngx_http_lf_batch_counters[] = {
+    ngx_http_lf_counter("sent", "sent", batches_sent),
+    ngx_http_lf_counter("failed", "failed", batches_failed),
+    { NULL, NULL, 0 }
+};
+
+
+char *
+ngx_http_lf_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_lf_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_lf_status_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 format;
+    ngx_buf_t                *b;
+    ngx_chain_t               out;
+    ngx_http_lf_shctx_t      *snap;
+    ngx_http_lf_main_conf_t  *lmcf;
+
+    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_langfuse_module);
+
+    /* a copy taken under the lock, formatted without it */
+
+    snap = ngx_pcalloc(r->pool, sizeof(ngx_http_lf_shctx_t));
+    if (snap == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (lmcf->sh) {
+        ngx_shmtx_lock(&lmcf->shpool->mutex);
+        ngx_memcpy(snap, lmcf->sh, sizeof(ngx_http_lf_shctx_t));
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+    }
+
+    b = ngx_create_temp_buf(r->pool, NGX_HTTP_LF_STATUS_MAX);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK
+        && format.len == 10
+        && ngx_strncmp(format.data, "prometheus", 10) == 0)
+    {
+        rc = ngx_http_lf_status_prometheus(r, lmcf, snap, b);
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/plain; version=0.0.4");
+
+    } else {
+        rc = ngx_http_lf_status_json(r, lmcf, snap, b);
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_lf_status_json(ngx_http_request_t *r,
+    ngx_http_lf_main_conf_t *lmcf, ngx_http_lf_shctx_t *snap, ngx_buf_t *b)
+{
+    size_t                  len;
+    yajl_gen                g;
+    ngx_int_t               rc;
+    ngx_uint_t              i, k, n;
+    const u_char           *text;
+    ngx_http_lf_dest_t     *dest;
+    ngx_http_lf_stats_t    *st;
+    ngx_http_lf_counter_t  *c;
+
+    static const char  *groups[] = { "dropped", "parse_errors", "errors",
+                                     "batches" };
+    ngx_http_lf_counter_t  *lists[] = { ngx_http_lf_drop_counters,
+                                        ngx_http_lf_parse_counters,
+                                        ngx_http_lf_error_counters,
+                                        ngx_http_lf_batch_counters };
+
+    g = yajl_gen_alloc(NULL);
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+
+    yajl_gen_string(g, (u_char *) "version", 7);
+    yajl_gen_string(g, (u_char *) NGX_LF_VERSION,
+                    sizeof(NGX_LF_VERSION) - 1);
+
+    yajl_gen_string(g, (u_char *) "queue", 5);
+    yajl_gen_map_open(g);
+    yajl_gen_string(g, (u_char *) "events", 6);
+    yajl_gen_integer(g, snap->count);
+    yajl_gen_string(g, (u_char *) "bytes", 5);
+    yajl_gen_integer(g, snap->bytes);
+    yajl_gen_string(g, (u_char *) "size", 4);
+    yajl_gen_integer(g, lmcf->shm_zone ? lmcf->shm_zone->shm.size : 0);
+    yajl_gen_string(g, (u_char *) "free", 4);
+    yajl_gen_integer(g, lmcf->shpool ? lmcf->shpool->pfree * ngx_pagesize
+                                     : 0);
+    yajl_gen_map_close(g);
+
+    yajl_gen_string(g, (u_char *) "destinations", 12);
+    yajl_gen_array_open(g);
+
+    n = ngx_min(snap->ndests, NGX_HTTP_LF_MAX_DESTS);
+
+    for (i = 0; i < n; i++) {
+        st = &snap->dests[i];
+        dest = ngx_http_lf_status_dest(lmcf, st->dest);
+
+        yajl_gen_map_open(g);
+
+        yajl_gen_string(g, (u_char *) "endpoint", 8);
+
+        if (dest) {
+            (void) ngx_lf_json_gen_string(g, dest->url.data, dest->url.len);
+            yajl_gen_string(g, (u_char *) "public_key", 10);
+            (void) ngx_lf_json_gen_string(g, dest->public_key.data,
+                                          dest->public_key.len);
+            yajl_gen_string(g, (u_char *) "protocol", 8);
+            yajl_gen_string(g, (u_char *) (dest->protocol
+                                           == NGX_LF_PROTO_OTLP
+                                           ? "otlp" : "ingestion"),
+                            dest->protocol == NGX_LF_PROTO_OTLP ? 4 : 9);
+
+        } else {
+            /* configured before a reload that removed it */
+            yajl_gen_null(g);
+        }
+
+        for (c = ngx_http_lf_event_counters; c->name; c++) {
+            yajl_gen_string(g, (u_char *) c->name, ngx_strlen(c->name));
+            yajl_gen_integer(g, *(uint64_t *) ((u_char *) st + c->offset));
+        }
+
+        for (k = 0; k < 4; k++) {
+            yajl_gen_string(g, (u_char *) groups[k], ngx_strlen(groups[k]));
+            yajl_gen_map_open(g);
+
+            for (c = lists[k]; c->name; c++) {
+                yajl_gen_string(g, (u_char *) c->name, ngx_strlen(c->name));
+                yajl_gen_integer(g,
+                                 *(uint64_t *) ((u_char *) st + c->offset));
+            }
+
+            yajl_gen_map_close(g);
+        }
+
+        yajl_gen_string(g, (u_char *) "in_flight", 9);
+        yajl_gen_integer(g, st->in_flight);
+
+        yajl_gen_string(g, (u_char *) "last_success", 12);
+
+        if (st->last_success) {
+            yajl_gen_integer(g, st->last_success);
+
+        } else {
+            yajl_gen_null(g);
+        }
+
+        yajl_gen_string(g, (u_char *) "last_error", 10);
+
+        if (st->last_failure) {
+            yajl_gen_map_open(g);
+            yajl_gen_string(g, (u_char *) "time", 4);
+            yajl_gen_integer(g, st->last_failure);
+            yajl_gen_string(g, (u_char *) "message", 7);
+            (void) ngx_lf_json_gen_string(g, st->last_error,
+                                          st->last_error_len);
+            yajl_gen_map_close(g);
+
+        } else {
+            yajl_gen_null(g);
+        }
+
+        yajl_gen_map_close(g);
+    }
+
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+
+    rc = NGX_ERROR;
+
+    if (yajl_gen_get_buf(g, &text, &len) == yajl_gen_status_ok
+        && len + 1 <= (size_t) (b->end - b->last))
+    {
+        b->last = ngx_cpymem(b->last, text, len);
+        *b->last++ = '\n';
+        rc = NGX_OK;
+    }
+
+    yajl_gen_free(g);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_lf_status_prometheus(ngx_http_request_t *r,
+    ngx_http_lf_main_conf_t *lmcf, ngx_http_lf_shctx_t *snap, ngx_buf_t *b)
+{
+    u_char                 *p, *last;
+    ngx_uint_t              i, k, n;
+    ngx_http_lf_dest_t     *dest;
+    ngx_http_lf_stats_t    *st;
+    ngx_http_lf_counter_t  *c;
+
+    static const char  *metrics[] = {
+        "nginx_langfuse_events_total", "state",
+        "LLM calls by what became of them",
+        "nginx_langfuse_dropped_total", "cause",
+        "LLM calls dropped before export, by cause",
+        "nginx_langfuse_parse_errors_total", "body",
+        "bodies that were not an LLM API body",
+        "nginx_langfuse_export_errors_total", "reason",
+        "failed export attempts, by reason",
+        "nginx_langfuse_batches_total", "state",
+        "export requests, by outcome"
+    };
+    ngx_http_lf_counter_t  *lists[] = { ngx_http_lf_event_counters,
+                                        ngx_http_lf_drop_counters,
+                                        ngx_http_lf_parse_counters,
+                                        ngx_http_lf_error_counters,
+                                        ngx_http_lf_batch_counters };
+
+    p = b->last;
+    last = b->end;
+
+    n = ngx_min(snap->ndests, NGX_HTTP_LF_MAX_DESTS);
+
+    for (k = 0; k < 5; k++) {
+        p = ngx_slprintf(p, last, "# HELP %s %s\n# TYPE %s counter\n",
+                         metrics[3 * k], metrics[3 * k + 2], metrics[3 * k]);
+
+        for (i = 0; i < n; i++) {
+            st = &snap->dests[i];
+            dest = ngx_http_lf_status_dest(lmcf, st->dest);
+
+            for (c = lists[k]; c->name; c++) {
+                p = ngx_slprintf(p, last, "%s{", metrics[3 * k]);
+                p = ngx_http_lf_status_labels(p, last, dest, st->dest);
+                p = ngx_slprintf(p, last, ",%s=\"%s\"} %uL\n",
+                                 metrics[3 * k + 1], c->label,
+                                 *(uint64_t *) ((u_char *) st + c->offset));
+            }
+        }
+    }
+
+    p = ngx_slprintf(p, last, "# HELP nginx_langfuse_in_flight "
+                     "export requests under way\n"
+                     "# TYPE nginx_langfuse_in_flight gauge\n");
+
+    for (i = 0; i < n; i++) {
+        st = &snap->dests[i];
+        dest = ngx_http_lf_status_dest(lmcf, st->dest);
+
+        p = ngx_slprintf(p, last, "nginx_langfuse_in_flight{");
+        p = ngx_http_lf_status_labels(p, last, dest, st->dest);
+        p = ngx_slprintf(p, last, "} %uL\n", st->in_flight);
+    }
+
+    p = ngx_slprintf(p, last, "# HELP nginx_langfuse_last_success_seconds "
+                     "unix time of the last accepted export\n"
+                     "# TYPE nginx_langfuse_last_success_seconds gauge\n");
+
+    for (i = 0; i < n; i++) {
+        st = &snap->dests[i];
+        dest = ngx_http_lf_status_dest(lmcf, st->dest);
+
+        p = ngx_slprintf(p, last, "nginx_langfuse_last_success_seconds{");
+        p = ngx_http_lf_status_labels(p, last, dest, st->dest);
+        p = ngx_slprintf(p, last, "} %T\n", st->last_success);
+    }
+
+    p = ngx_slprintf(p, last,
+                     "# HELP nginx_langfuse_queue_events events queued\n"
+                     "# TYPE nginx_langfuse_queue_events gauge\n"
+                     "nginx_langfuse_queue_events %ui\n"
+                     "# HELP nginx_langfuse_queue_bytes bytes queued\n"
+                     "# TYPE nginx_langfuse_queue_bytes gauge\n"
+                     "nginx_langfuse_queue_bytes %uz\n"
+                     "# HELP nginx_langfuse_queue_size_bytes zone size\n"
+                     "# TYPE nginx_langfuse_queue_size_bytes gauge\n"
+                     "nginx_langfuse_queue_size_bytes %uz\n"
+                     "# HELP nginx_langfuse_queue_free_bytes free pages\n"
+                     "# TYPE nginx_langfuse_queue_free_bytes gauge\n"
+                     "nginx_langfuse_queue_free_bytes %uz\n",
+                     snap->count, snap->bytes,
+                     lmcf->shm_zone ? lmcf->shm_zone->shm.size : 0,
+                     lmcf->shpool ? lmcf->shpool->pfree * ngx_pagesize : 0);
+
+    if (p == last) {
+        /* cut: more destinations than the page holds */
+        return NGX_ERROR;
+    }
+
+    b->last = p;
+
+    return NGX_OK;
+}
+
+
+/* endpoint and public key, escaped as Prometheus label values */
+
+static u_char *
+ngx_http_lf_status_labels(u_char *p, u_char *last, ngx_http_lf_dest_t *dest,
+    uint32_t id)
+{
+    size_t      i, k;
+    ngx_str_t  *v[2];
+
+    if (dest == NULL) {
+        return ngx_slprintf(p, last, "endpoint=\"unknown-%uD\","
+                            "public_key=\"\"", id);
+    }
+
+    v[0] = &dest->url;
+    v[1] = &dest->public_key;
+
+    for (k = 0; k < 2; k++) {
+        p = ngx_slprintf(p, last, k ? ",public_key=\"" : "endpoint=\"");
+
+        for (i = 0; i < v[k]->len && p < last - 2; i++) {
+            if (v[k]->data[i] == '"' || v[k]->data[i] == '\\') {
+                *p++ = '\\';
+                *p++ = v[k]->data[i];
+
+            } else if (v[k]->data[i] == '\n') {
+                *p++ = '\\';
+                *p++ = 'n';
+
+            } else {
+                *p++ = v[k]->data[i];
+            }
+        }
+
+        p = ngx_slprintf(p, last, "\"");
+    }
+
+    return p;
+}
+
+
+static ngx_http_lf_dest_t *
+ngx_http_lf_status_dest(ngx_http_lf_main_conf_t *lmcf, uint32_t id)
+{
+    ngx_uint_t           i;
+    ngx_http_lf_dest_t  *dest;
+
+    dest = lmcf->dests.elts;
+
+    for (i = 0; i < lmcf->dests.nelts; i++) {
+        if (dest[i].id == id) {
+            return &dest[i];
+        }
+    }
+
+    return NULL;
+}
