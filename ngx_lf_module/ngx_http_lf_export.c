@@ -525,8 +525,22 @@ ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
                      (long) NGX_HTTP_LF_CONNECT_TIMEOUT);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) NGX_HTTP_LF_TIMEOUT);
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER,
+                     dest->ssl_verify ? 1L : 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST,
+                     dest->ssl_verify ? 2L : 0L);
+
+    if (dest->ca_file.len) {
+        curl_easy_setopt(easy, CURLOPT_CAINFO, dest->ca_file.data);
+    }
+
+    /* only Langfuse's own schemes; redirects are not followed at all */
+#if (LIBCURL_VERSION_NUM >= 0x075500)
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS,
+                     (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ngx_http_lf_write_cb);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, batch);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, batch->error);

@@ -28,6 +28,8 @@ static ngx_http_lf_dest_t *ngx_http_lf_add_dest(ngx_conf_t *cf,
     ngx_http_lf_loc_conf_t *llcf);
 static char *ngx_http_lf_metadata(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_lf_secret_key_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_lf_dialect(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_lf_init(ngx_conf_t *cf);
@@ -70,6 +72,27 @@ static ngx_command_t  ngx_http_lf_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_lf_loc_conf_t, secret_key),
+      NULL },
+
+    { ngx_string("langfuse_secret_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_lf_secret_key_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("langfuse_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_lf_loc_conf_t, ssl_verify),
+      NULL },
+
+    { ngx_string("langfuse_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_lf_loc_conf_t, ssl_trusted_certificate),
       NULL },
 
     { ngx_string("langfuse_protocol"),
@@ -541,6 +564,7 @@ ngx_http_lf_create_loc_conf(ngx_conf_t *cf)
      *     llcf->endpoint = { 0, NULL };
      *     llcf->public_key = { 0, NULL };
      *     llcf->secret_key = { 0, NULL };
+     *     llcf->ssl_trusted_certificate = { 0, NULL };
      *     llcf->trace_name = NULL;
      *     llcf->user_id = NULL;
      *     llcf->session_id = NULL;
@@ -552,6 +576,7 @@ ngx_http_lf_create_loc_conf(ngx_conf_t *cf)
      */
 
     llcf->enable = NGX_CONF_UNSET;
+    llcf->ssl_verify = NGX_CONF_UNSET;
     llcf->protocol = NGX_CONF_UNSET_UINT;
     llcf->dialect = NGX_CONF_UNSET_UINT;
     llcf->max_body_size = NGX_CONF_UNSET_SIZE;
@@ -570,6 +595,9 @@ ngx_http_lf_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->endpoint, prev->endpoint, "");
     ngx_conf_merge_str_value(conf->public_key, prev->public_key, "");
     ngx_conf_merge_str_value(conf->secret_key, prev->secret_key, "");
+    ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
+                             prev->ssl_trusted_certificate, "");
+    ngx_conf_merge_value(conf->ssl_verify, prev->ssl_verify, 1);
     ngx_conf_merge_uint_value(conf->protocol, prev->protocol,
                               NGX_LF_PROTO_OTLP);
     ngx_conf_merge_uint_value(conf->dialect, prev->dialect,
@@ -706,6 +734,20 @@ ngx_http_lf_add_dest(ngx_conf_t *cf, ngx_http_lf_loc_conf_t *llcf)
             && ngx_strncmp(dest[i].secret_key.data, llcf->secret_key.data,
                            llcf->secret_key.len) == 0)
         {
+            if (dest[i].ssl_verify != llcf->ssl_verify
+                || dest[i].ca_file.len != llcf->ssl_trusted_certificate.len
+                || ngx_strncmp(dest[i].ca_file.data,
+                               llcf->ssl_trusted_certificate.data,
+                               dest[i].ca_file.len) != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "conflicting TLS settings for "
+                                   "\"langfuse_endpoint\" \"%V\" with "
+                                   "\"langfuse_public_key\" \"%V\"",
+                                   &llcf->endpoint, &llcf->public_key);
+                return NULL;
+            }
+
             return &dest[i];
         }
 
@@ -726,7 +768,26 @@ ngx_http_lf_add_dest(ngx_conf_t *cf, ngx_http_lf_loc_conf_t *llcf)
     dest->public_key = llcf->public_key;
     dest->secret_key = llcf->secret_key;
     dest->protocol = llcf->protocol;
+    dest->ssl_verify = llcf->ssl_verify;
     dest->id = crc;
+
+    if (llcf->ssl_trusted_certificate.len) {
+        dest->ca_file = llcf->ssl_trusted_certificate;
+
+        if (ngx_conf_full_name(cf->cycle, &dest->ca_file, 1) != NGX_OK) {
+            return NULL;
+        }
+
+    } else {
+        ngx_str_null(&dest->ca_file);
+    }
+
+    if (!dest->ssl_verify) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"langfuse_ssl_verify\" is off: traces to "
+                           "\"%V\" go to whoever answers for that host",
+                           &base);
+    }
 
     plain.len = llcf->public_key.len + 1 + llcf->secret_key.len;
     plain.data = ngx_pnalloc(cf->pool, plain.len);
@@ -802,6 +863,103 @@ ngx_http_lf_metadata(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The secret from a file that only the master reads at startup (mode
+ * 0600, owner root), so that it stays out of nginx.conf.
+ */
+
+static char *
+ngx_http_lf_secret_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_lf_loc_conf_t *llcf = conf;
+
+    u_char           *p;
+    size_t            size;
+    ssize_t           n;
+    ngx_str_t        *value, name;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
+    if (llcf->secret_key.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+
+    file.name = name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%s\" failed", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%s\" failed", name.data);
+        goto failed;
+    }
+
+    size = (size_t) ngx_file_size(&fi);
+
+    if (size == 0 || size > 4096) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" holds no secret key (%uz bytes)",
+                           name.data, size);
+        goto failed;
+    }
+
+    p = ngx_pnalloc(cf->pool, size);
+    if (p == NULL) {
+        goto failed;
+    }
+
+    n = ngx_read_file(&file, p, size, 0);
+
+    if (n != (ssize_t) size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_file_n " \"%s\" failed", name.data);
+        goto failed;
+    }
+
+    /* a trailing newline is not part of the key */
+    while (n && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' '
+                 || p[n - 1] == '\t'))
+    {
+        n--;
+    }
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" holds no secret key", name.data);
+        goto failed;
+    }
+
+    llcf->secret_key.data = p;
+    llcf->secret_key.len = n;
+
+    ngx_close_file(file.fd);
+
+    return NGX_CONF_OK;
+
+failed:
+
+    ngx_close_file(file.fd);
+
+    return NGX_CONF_ERROR;
 }
 
 

@@ -28,6 +28,8 @@ typedef struct {
     ngx_str_t                   public_key;
     ngx_str_t                   secret_key;     /* never logged */
     ngx_str_t                   auth_header;    /* holds the secret */
+    ngx_str_t                   ca_file;        /* "" for the system's */
+    ngx_flag_t                  ssl_verify;
     ngx_lf_protocol_e           protocol;
     uint32_t                    id;
 } ngx_http_lf_dest_t;
@@ -118,6 +120,8 @@ typedef struct {
     ngx_str_t                   endpoint;
     ngx_str_t                   public_key;
     ngx_str_t                   secret_key;
+    ngx_str_t                   ssl_trusted_certificate;
+    ngx_flag_t                  ssl_verify;
     ngx_uint_t                  protocol;
     ngx_uint_t                  dialect;
     size_t                      max_body_size;

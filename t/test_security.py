@@ -1,0 +1,81 @@
+"""Secrets stay secret: the key can come from a file, never shows in the
+error log, and TLS verification is only off when asked, with a warning."""
+
+import base64
+import os
+
+from upstream import Case, openai_json
+
+PATH = "/v1/chat/completions"
+REQ = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def conf(keys):
+    return """
+server {
+    listen 127.0.0.1:@PORT@;
+    location / {
+        langfuse_trace on;
+        langfuse_endpoint @SINK@;
+        %s
+        add_header X-Trace-Id $langfuse_trace_id always;
+        proxy_pass @UP@;
+    }
+}
+""" % keys
+
+
+def send(ng, upstream):
+    case = Case(body=openai_json(content="ok"))
+    r = ng.post(PATH, REQ, case=upstream.add(case))
+    assert r.status == 200 and r.body == case.wire_body
+    return r.trace_id
+
+
+def test_secret_key_from_file(nginx, upstream, sink, tmp_path):
+    key = tmp_path / "langfuse.key"
+    key.write_text("sk-lf-from-file\n")
+    os.chmod(key, 0o600)
+
+    ng = nginx(conf("langfuse_public_key pk-lf-test;\n"
+                    "        langfuse_secret_key_file %s;" % key))
+    sink.span_for(send(ng, upstream))
+
+    assert [r.auth for r in sink.requests()] == [
+        ("pk-lf-test", "sk-lf-from-file")]
+
+
+def test_missing_secret_key_file_fails_the_config(nginx_conf, tmp_path):
+    rc, out = nginx_conf(conf(
+        "langfuse_public_key pk-lf-test;\n"
+        "        langfuse_secret_key_file %s/none.key;" % tmp_path)
+    ).test_config()
+    assert rc != 0
+    assert 'open() "%s/none.key" failed' % tmp_path in out
+
+
+def test_secret_never_logged(nginx, upstream, sink):
+    ng = nginx(conf("langfuse_public_key pk-lf-test;\n"
+                    "        langfuse_secret_key sk-lf-test;"))
+    ng.allow_errors(r"failed: refused, events dropped, status 401")
+    sink.fail(401, count=1)
+
+    send(ng, upstream)
+    sink.wait_for_requests(1)
+    ng.stop()
+
+    log = ng.read_error_log()
+    assert "status 401" in log
+    assert "sk-lf-test" not in log
+    assert base64.b64encode(b"pk-lf-test:sk-lf-test").decode() not in log
+
+
+def test_tls_verification_off_warns(nginx_conf):
+    rc, out = nginx_conf(conf("langfuse_public_key pk-lf-test;\n"
+                              "        langfuse_secret_key sk-lf-test;\n"
+                              "        langfuse_ssl_verify off;")
+                         ).test_config()
+    assert rc == 0, out
+    assert "[warn]" in out
+    assert '"langfuse_ssl_verify" is off: traces to "http://127.0.0.1:' \
+        in out
