@@ -72,6 +72,11 @@ ngx_lf_dashscope(ngx_lf_parser_t *p, ngx_lf_json_t *j,
     }
 
     if (ngx_lf_json_is(j, "output.text") && type == NGX_LF_JSON_STRING) {
+        if (!p->use_sse) {
+            /* a repeated key replaces */
+            ngx_lf_buf_reset(&rec->output);
+        }
+
         ngx_lf_text(p, &rec->output, v, len);
         return 0;
     }

@@ -30,6 +30,9 @@ static ngx_lf_dialect_e ngx_lf_sniff(ngx_lf_json_t *j,
 static int ngx_lf_sse_event(void *ctx, const u_char *event,
     size_t event_len, const u_char *data, size_t data_len,
     int data_truncated);
+static int ngx_lf_sse_event_cut(const u_char *data, size_t len);
+static void ngx_lf_tool_element(ngx_lf_parser_t *p, ngx_lf_json_t *j,
+    ngx_lf_json_type_e type);
 static int ngx_lf_ends_with(const u_char *p, size_t len, const char *s);
 
 
@@ -225,6 +228,9 @@ ngx_lf_response_parser_create(ngx_lf_record_t *rec, int sse)
 
     ngx_lf_buf_init(&p->scratch, NGX_LF_PARAMS_MAX);
     ngx_lf_buf_init(&p->part, rec->output.max);
+    ngx_lf_buf_init(&p->tool_id, 256);
+    ngx_lf_buf_init(&p->tool_name, 256);
+    ngx_lf_buf_init(&p->tool_args, rec->output.max);
 
     if (ngx_lf_json_init(&p->json, ngx_lf_response_value, p,
                          2 * rec->output.max + 65536)
@@ -288,6 +294,7 @@ ngx_lf_parser_finish(ngx_lf_parser_t *p)
 
     if (p->use_sse) {
         if (!p->failed) {
+            p->finishing = 1;
             (void) ngx_lf_sse_finish(&p->sse);
         }
 
@@ -363,6 +370,9 @@ ngx_lf_parser_destroy(ngx_lf_parser_t *p)
 
     ngx_lf_buf_free(&p->scratch);
     ngx_lf_buf_free(&p->part);
+    ngx_lf_buf_free(&p->tool_id);
+    ngx_lf_buf_free(&p->tool_name);
+    ngx_lf_buf_free(&p->tool_args);
 
     free(p);
 }
@@ -718,6 +728,12 @@ ngx_lf_sse_event(void *ctx, const u_char *event, size_t event_len,
         return 0;
     }
 
+    if (p->finishing && ngx_lf_sse_event_cut(data + i, data_len - i)) {
+        /* the stream ended inside this event: none of it counts */
+        p->bad_events++;
+        return 0;
+    }
+
     if (ngx_lf_json_reset(&p->json) != 0) {
         strcpy(p->error, "out of memory");
         return 1;
@@ -730,6 +746,28 @@ ngx_lf_sse_event(void *ctx, const u_char *event, size_t event_len,
     }
 
     return 0;
+}
+
+
+/* an event without its blank line is whole only if its JSON is */
+
+static int
+ngx_lf_sse_event_cut(const u_char *data, size_t len)
+{
+    int          cut;
+    yajl_handle  h;
+
+    h = yajl_alloc(NULL, NULL, NULL);
+    if (h == NULL) {
+        return 1;
+    }
+
+    cut = yajl_parse(h, data, len) != yajl_status_ok
+          || yajl_complete_parse(h) != yajl_status_ok;
+
+    yajl_free(h);
+
+    return cut;
 }
 
 
@@ -834,8 +872,7 @@ void
 ngx_lf_tool_value(ngx_lf_parser_t *p, const char *rest,
     ngx_lf_json_type_e type, const u_char *v, size_t len)
 {
-    int64_t              n;
-    ngx_lf_tool_call_t  *tc;
+    int64_t  n;
 
     if (strcmp(rest, "index") == 0) {
         if (type == NGX_LF_JSON_NUMBER && ngx_lf_json_int(v, len, &n) == 0) {
@@ -849,22 +886,59 @@ ngx_lf_tool_value(ngx_lf_parser_t *p, const char *rest,
         return;
     }
 
+    if (strcmp(rest, "id") == 0) {
+        ngx_lf_set(&p->tool_id, v, len);
+        p->tool_has_id = 1;
+
+    } else if (strcmp(rest, "function.name") == 0) {
+        ngx_lf_set(&p->tool_name, v, len);
+        p->tool_has_name = 1;
+        p->rec->content_seen = 1;
+
+    } else if (strcmp(rest, "function.arguments") == 0) {
+        (void) ngx_lf_buf_append(&p->tool_args, v, len);
+        p->rec->content_seen |= len ? 1 : 0;
+    }
+}
+
+
+/* a tool call element begins, or ends and goes to its call's slot */
+
+static void
+ngx_lf_tool_element(ngx_lf_parser_t *p, ngx_lf_json_t *j,
+    ngx_lf_json_type_e type)
+{
+    ngx_lf_tool_call_t  *tc;
+
+    if (type == NGX_LF_JSON_MAP_START) {
+        p->tool = ngx_lf_json_index(j, 1);
+        p->tool_has_id = 0;
+        p->tool_has_name = 0;
+        ngx_lf_buf_reset(&p->tool_id);
+        ngx_lf_buf_reset(&p->tool_name);
+        ngx_lf_buf_reset(&p->tool_args);
+        return;
+    }
+
+    if (type != NGX_LF_JSON_MAP_END) {
+        return;
+    }
+
     tc = ngx_lf_tool_slot(p, p->tool);
     if (tc == NULL) {
         return;
     }
 
-    if (strcmp(rest, "id") == 0) {
-        ngx_lf_set(&tc->id, v, len);
-
-    } else if (strcmp(rest, "function.name") == 0) {
-        ngx_lf_set(&tc->name, v, len);
-        p->rec->content_seen = 1;
-
-    } else if (strcmp(rest, "function.arguments") == 0) {
-        (void) ngx_lf_buf_append(&tc->arguments, v, len);
-        p->rec->content_seen |= len ? 1 : 0;
+    if (p->tool_has_id) {
+        ngx_lf_set(&tc->id, p->tool_id.data, p->tool_id.len);
     }
+
+    if (p->tool_has_name) {
+        ngx_lf_set(&tc->name, p->tool_name.data, p->tool_name.len);
+    }
+
+    (void) ngx_lf_buf_append(&tc->arguments, p->tool_args.data,
+                             p->tool_args.len);
 }
 
 
@@ -873,6 +947,7 @@ ngx_lf_choice_value(ngx_lf_parser_t *p, ngx_lf_json_t *j, const char *rest,
     ngx_lf_json_type_e type, const u_char *v, size_t len)
 {
     int64_t           n;
+    unsigned          whole;
     ngx_lf_record_t  *rec;
 
     rec = p->rec;
@@ -910,9 +985,11 @@ ngx_lf_choice_value(ngx_lf_parser_t *p, ngx_lf_json_t *j, const char *rest,
 
     if (strncmp(rest, "message.", 8) == 0) {
         rest += 8;
+        whole = !p->use_sse;
 
     } else if (strncmp(rest, "delta.", 6) == 0) {
         rest += 6;
+        whole = 0;
 
     } else {
         return;
@@ -920,10 +997,7 @@ ngx_lf_choice_value(ngx_lf_parser_t *p, ngx_lf_json_t *j, const char *rest,
 
     if (strncmp(rest, "tool_calls[]", 12) == 0) {
         if (rest[12] == '\0') {
-            if (type == NGX_LF_JSON_MAP_START) {
-                p->tool = ngx_lf_json_index(j, 1);
-            }
-
+            ngx_lf_tool_element(p, j, type);
             return;
         }
 
@@ -935,13 +1009,24 @@ ngx_lf_choice_value(ngx_lf_parser_t *p, ngx_lf_json_t *j, const char *rest,
         return;
     }
 
-    if (strcmp(rest, "content") == 0 || strcmp(rest, "content[].text") == 0)
-    {
+    if (strcmp(rest, "content") == 0) {
+        /* a whole message states its text once: a repeated key replaces */
+        if (whole) {
+            ngx_lf_buf_reset(&rec->output);
+        }
+
+        ngx_lf_text(p, &rec->output, v, len);
+
+    } else if (strcmp(rest, "content[].text") == 0) {
         ngx_lf_text(p, &rec->output, v, len);
 
     } else if (strcmp(rest, "reasoning_content") == 0
                || strcmp(rest, "reasoning") == 0)
     {
+        if (whole) {
+            ngx_lf_buf_reset(&rec->reasoning);
+        }
+
         ngx_lf_text(p, &rec->reasoning, v, len);
     }
 }

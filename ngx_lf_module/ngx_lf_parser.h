@@ -74,6 +74,16 @@ struct ngx_lf_parser_s {
     int64_t                 tool;
     int64_t                 tool_keys[NGX_LF_MAX_TOOL_CALLS];
 
+    /*
+     * an OpenAI-shaped tool call element: its members wait for its
+     * "index", which some servers (vLLM) send after "id"
+     */
+    ngx_lf_buf_t            tool_id;
+    ngx_lf_buf_t            tool_name;
+    ngx_lf_buf_t            tool_args;
+    unsigned                tool_has_id:1;
+    unsigned                tool_has_name:1;
+
     /* the type of the current server-sent event */
     u_char                  event[NGX_LF_EVENT_MAX];
     size_t                  event_len;
@@ -89,6 +99,7 @@ struct ngx_lf_parser_s {
 
     unsigned                request:1;
     unsigned                use_sse:1;
+    unsigned                finishing:1;    /* the stream has ended */
     unsigned                failed:1;
     unsigned                param_capture:1;
 

@@ -58,22 +58,9 @@ EXTRA_CASES = {
     "sse-cut-mid-event",
 }
 
-# Module bugs this table found.  A case name marks all its variants, a
-# "case/variant" id only that one; each must fail (strict).
-XFAIL = {
-    "duplicated-keys":
-        "module bug: a repeated choices[].message.content in a JSON body "
-        "is appended to the first (\"Hi there, draftHello!\") instead of "
-        "replacing it; every other repeated key keeps the last value",
-    "sse-cut-mid-event-after-value":
-        "module bug: the unfinished last event of a cut stream is still "
-        "parsed and its complete \"content\" value counted (\", four\"), "
-        "although the event's JSON never ends",
-    "vllm-sse-tools-parallel":
-        "module bug: a tool call delta with \"id\" before \"index\" (vLLM "
-        "order) files the id under the element's array position: call 0 "
-        "gets call 1's id, call 1 gets id \"\"",
-}
+# Known gaps: a case name marks all its variants, a "case/variant" id
+# only that one; each must fail (strict) until the gap is closed.
+XFAIL = {}
 
 CONF = """
 server {

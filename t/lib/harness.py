@@ -72,13 +72,15 @@ def memcheck_unavailable_reason(mode=None):
     return "unknown LF_MEMCHECK value %r (asan or valgrind)" % mode
 
 
-def scan_log(text, allowed=()):
+def scan_log(text, allowed=(), caused=()):
     """Offending lines of an error log / stderr text: fatal patterns
-    always, [error] lines unless they match one of `allowed`."""
+    unless the test caused them (`caused`, e.g. the alert about a worker
+    it killed), [error] lines unless they match one of `allowed`."""
     bad = []
     for line in text.splitlines():
         if any(re.search(p, line) for p in FATAL_PATTERNS):
-            bad.append(line)
+            if not any(re.search(p, line) for p in caused):
+                bad.append(line)
         elif re.search(ERROR_PATTERN, line) and not any(
                 re.search(p, line) for p in allowed):
             bad.append(line)
@@ -369,6 +371,7 @@ class Nginx:
         self._report_offsets = {}
         self._allowed = []          # reset after each check (per test)
         self._allowed_always = []   # for the instance's whole life
+        self._caused = []           # fatal lines the test itself caused
         self.killed = False
         self.stop_seconds = None
         self.conf = self.render()
@@ -601,6 +604,11 @@ class Nginx:
                 pass
 
     # -- logs ------------------------------------------------------------------
+    def caused_alerts(self, *patterns):
+        """Fatal log lines the test provokes on purpose (killing a worker
+        makes the master log an [alert]); for the instance's life."""
+        self._caused.extend(patterns)
+
     def allow_errors(self, *patterns, always=False):
         """Let [error] lines matching a regex pass the log check (until the
         end of the current test, or for the instance's life)."""
@@ -638,7 +646,8 @@ class Nginx:
                 text = f.read()
                 self._log_offset += len(text)
             problems += ["error.log: " + ln for ln in
-                         scan_log(text.decode("utf-8", "replace"), allowed)]
+                         scan_log(text.decode("utf-8", "replace"), allowed,
+                                  self._caused)]
         if os.path.exists(self.stderr_path):
             with open(self.stderr_path, "rb") as f:
                 f.seek(self._stderr_offset)

@@ -356,6 +356,38 @@ static const case_t  cases[] = {
       .error = "", .input = 1, .output_tokens = 1, .total = 2,
       .cached = UNSET, .reasoning_tokens = UNSET,
       .sniffed = NGX_LF_DIALECT_OPENAI_CHAT },
+{ .name = "vllm tool call keys, id before index",
+      .dialect = NGX_LF_DIALECT_OPENAI_CHAT, .sse = 1, .incremental = -1,
+      .body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":["
+      "{\"id\":\"call_a\",\"type\":\"function\",\"index\":0,\"function\":"
+      "{\"name\":\"f\",\"arguments\":\"\"}}]}}]}\n\n"
+      "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":["
+      "{\"id\":\"call_b\",\"type\":\"function\",\"index\":1,\"function\":"
+      "{\"name\":\"g\",\"arguments\":\"{}\"}}]}}]}\n\n"
+      "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":["
+      "{\"index\":0,\"function\":{\"arguments\":\"{\\\"x\\\":1}\"}}]}}]}\n\n"
+      "data: [DONE]\n\n",
+      .model = "", .output = "", .reasoning = "", .finish = "", .error = "",
+      .input = UNSET, .output_tokens = UNSET, .total = UNSET,
+      .cached = UNSET, .reasoning_tokens = UNSET, .ntools = 2,
+      .tool_args = "{\"x\":1}", .tool_name = "f", .tool_id = "call_a",
+      .done = 1 },
+
+    { .name = "stream cut inside an event",
+      .dialect = NGX_LF_DIALECT_OPENAI_CHAT, .sse = 1, .incremental = -1,
+      .body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+      "data: {\"choices\":[{\"delta\":{\"content\":\"b\"},",
+      .model = "", .output = "a", .reasoning = "", .finish = "",
+      .error = "", .input = UNSET, .output_tokens = UNSET, .total = UNSET,
+      .cached = UNSET, .reasoning_tokens = UNSET },
+
+    { .name = "repeated content key", .dialect = NGX_LF_DIALECT_OPENAI_CHAT,
+      .incremental = -1,
+      .body = "{\"choices\":[{\"message\":{\"content\":\"draft\","
+      "\"content\":\"final\"}}]}",
+      .model = "", .output = "final", .reasoning = "", .finish = "",
+      .error = "", .input = UNSET, .output_tokens = UNSET, .total = UNSET,
+      .cached = UNSET, .reasoning_tokens = UNSET },
 };
 
 
