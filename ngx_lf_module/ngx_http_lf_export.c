@@ -110,8 +110,6 @@ static int ngx_http_lf_multi_status_value(ngx_lf_json_t *j,
     ngx_lf_json_type_e type, const u_char *v, size_t len);
 static u_char *ngx_http_lf_gzip(ngx_http_lf_dest_t *dest, u_char *events,
     size_t len, size_t *out_len, ngx_log_t *log);
-static ngx_http_lf_dest_t *ngx_http_lf_find_dest(
-    ngx_http_lf_main_conf_t *lmcf, uint32_t id);
 static int ngx_http_lf_socket_cb(CURL *easy, curl_socket_t s, int what,
     void *userp, void *socketp);
 static int ngx_http_lf_timer_cb(CURLM *multi, long timeout_ms,
@@ -653,24 +651,6 @@ ngx_http_lf_gzip(ngx_http_lf_dest_t *dest, u_char *events, size_t len,
     deflateEnd(&z);
 
     return out;
-}
-
-
-static ngx_http_lf_dest_t *
-ngx_http_lf_find_dest(ngx_http_lf_main_conf_t *lmcf, uint32_t id)
-{
-    ngx_uint_t           i;
-    ngx_http_lf_dest_t  *dest;
-
-    dest = lmcf->dests.elts;
-
-    for (i = 0; i < lmcf->dests.nelts; i++) {
-        if (dest[i].id == id) {
-            return &dest[i];
-        }
-    }
-
-    return NULL;
 }
 
 

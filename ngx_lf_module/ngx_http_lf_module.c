@@ -307,6 +307,24 @@ ngx_http_lf_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 }
 
 
+ngx_http_lf_dest_t *
+ngx_http_lf_find_dest(ngx_http_lf_main_conf_t *lmcf, uint32_t id)
+{
+    ngx_uint_t           i;
+    ngx_http_lf_dest_t  *dest;
+
+    dest = lmcf->dests.elts;
+
+    for (i = 0; i < lmcf->dests.nelts; i++) {
+        if (dest[i].id == id) {
+            return &dest[i];
+        }
+    }
+
+    return NULL;
+}
+
+
 static void
 ngx_http_lf_ctx_cleanup(void *data)
 {

@@ -168,6 +168,9 @@ extern ngx_module_t  ngx_http_langfuse_module;
 ngx_http_lf_ctx_t *ngx_http_lf_get_ctx(ngx_http_request_t *r,
     ngx_uint_t create);
 void ngx_http_lf_random_hex(u_char *buf, size_t len);
+/* the configured destination of a queued event, NULL after a reload */
+ngx_http_lf_dest_t *ngx_http_lf_find_dest(ngx_http_lf_main_conf_t *lmcf,
+    uint32_t id);
 int64_t ngx_http_lf_now_ms(void);
 
 /* capture */

@@ -37,8 +37,6 @@ static ngx_int_t ngx_http_lf_status_prometheus(ngx_http_request_t *r,
     ngx_buf_t *b);
 static u_char *ngx_http_lf_status_labels(u_char *p, u_char *last,
     ngx_http_lf_dest_t *dest, uint32_t id);
-static ngx_http_lf_dest_t *ngx_http_lf_status_dest(
-    ngx_http_lf_main_conf_t *lmcf, uint32_t id);
 
 
 #define ngx_http_lf_counter(name, label, field)                             \
@@ -227,7 +225,7 @@ ngx_http_lf_status_json(ngx_http_request_t *r,
 
     for (i = 0; i < n; i++) {
         st = &snap->dests[i];
-        dest = ngx_http_lf_status_dest(lmcf, st->dest);
+        dest = ngx_http_lf_find_dest(lmcf, st->dest);
 
         yajl_gen_map_open(g);
 
@@ -355,7 +353,7 @@ ngx_http_lf_status_prometheus(ngx_http_request_t *r,
 
         for (i = 0; i < n; i++) {
             st = &snap->dests[i];
-            dest = ngx_http_lf_status_dest(lmcf, st->dest);
+            dest = ngx_http_lf_find_dest(lmcf, st->dest);
 
             for (c = lists[k]; c->name; c++) {
                 p = ngx_slprintf(p, last, "%s{", metrics[3 * k]);
@@ -373,7 +371,7 @@ ngx_http_lf_status_prometheus(ngx_http_request_t *r,
 
     for (i = 0; i < n; i++) {
         st = &snap->dests[i];
-        dest = ngx_http_lf_status_dest(lmcf, st->dest);
+        dest = ngx_http_lf_find_dest(lmcf, st->dest);
 
         p = ngx_slprintf(p, last, "nginx_langfuse_in_flight{");
         p = ngx_http_lf_status_labels(p, last, dest, st->dest);
@@ -386,7 +384,7 @@ ngx_http_lf_status_prometheus(ngx_http_request_t *r,
 
     for (i = 0; i < n; i++) {
         st = &snap->dests[i];
-        dest = ngx_http_lf_status_dest(lmcf, st->dest);
+        dest = ngx_http_lf_find_dest(lmcf, st->dest);
 
         p = ngx_slprintf(p, last, "nginx_langfuse_last_success_seconds{");
         p = ngx_http_lf_status_labels(p, last, dest, st->dest);
@@ -459,22 +457,4 @@ ngx_http_lf_status_labels(u_char *p, u_char *last, ngx_http_lf_dest_t *dest,
     }
 
     return p;
-}
-
-
-static ngx_http_lf_dest_t *
-ngx_http_lf_status_dest(ngx_http_lf_main_conf_t *lmcf, uint32_t id)
-{
-    ngx_uint_t           i;
-    ngx_http_lf_dest_t  *dest;
-
-    dest = lmcf->dests.elts;
-
-    for (i = 0; i < lmcf->dests.nelts; i++) {
-        if (dest[i].id == id) {
-            return &dest[i];
-        }
-    }
-
-    return NULL;
 }

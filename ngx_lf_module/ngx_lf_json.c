@@ -22,6 +22,8 @@ static int ngx_lf_json_end_map(void *ctx);
 static int ngx_lf_json_start_array(void *ctx);
 static int ngx_lf_json_end_array(void *ctx);
 
+static void ngx_lf_json_error(ngx_lf_json_t *j, const u_char *p,
+    size_t len);
 static void ngx_lf_json_element(ngx_lf_json_t *j);
 static void ngx_lf_json_path_append(ngx_lf_json_t *j, const char *p,
     size_t len);
@@ -119,9 +121,8 @@ ngx_lf_json_reset(ngx_lf_json_t *j)
 int
 ngx_lf_json_feed(ngx_lf_json_t *j, const u_char *p, size_t len)
 {
-    size_t          n, slice;
-    u_char         *msg;
-    yajl_status     st;
+    size_t        slice;
+    yajl_status   st;
 
     if (j->failed) {
         return -1;
@@ -163,22 +164,7 @@ ngx_lf_json_feed(ngx_lf_json_t *j, const u_char *p, size_t len)
         return -1;
     }
 
-    msg = yajl_get_error(j->handle, 0, p, slice);
-
-    if (msg) {
-        n = strlen((char *) msg);
-        while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
-            n--;
-        }
-
-        if (n >= sizeof(j->error)) {
-            n = sizeof(j->error) - 1;
-        }
-
-        memcpy(j->error, msg, n);
-        j->error[n] = '\0';
-        yajl_free_error(j->handle, msg);
-    }
+    ngx_lf_json_error(j, p, slice);
 
     return -1;
 }
@@ -187,9 +173,6 @@ ngx_lf_json_feed(ngx_lf_json_t *j, const u_char *p, size_t len)
 int
 ngx_lf_json_finish(ngx_lf_json_t *j)
 {
-    u_char  *msg;
-    size_t   n;
-
     if (j->failed) {
         return -1;
     }
@@ -206,24 +189,39 @@ ngx_lf_json_finish(ngx_lf_json_t *j)
 
     j->failed = 1;
 
-    msg = yajl_get_error(j->handle, 0, NULL, 0);
-
-    if (msg) {
-        n = strlen((char *) msg);
-        while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
-            n--;
-        }
-
-        if (n >= sizeof(j->error)) {
-            n = sizeof(j->error) - 1;
-        }
-
-        memcpy(j->error, msg, n);
-        j->error[n] = '\0';
-        yajl_free_error(j->handle, msg);
-    }
+    ngx_lf_json_error(j, NULL, 0);
 
     return -1;
+}
+
+
+/* yajl's message, one line, for the log */
+
+static void
+ngx_lf_json_error(ngx_lf_json_t *j, const u_char *p, size_t len)
+{
+    u_char  *msg;
+    size_t   n;
+
+    msg = yajl_get_error(j->handle, 0, p, len);
+    if (msg == NULL) {
+        return;
+    }
+
+    n = strlen((char *) msg);
+
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
+        n--;
+    }
+
+    if (n >= sizeof(j->error)) {
+        n = sizeof(j->error) - 1;
+    }
+
+    memcpy(j->error, msg, n);
+    j->error[n] = '\0';
+
+    yajl_free_error(j->handle, msg);
 }
 
 
