@@ -60,6 +60,7 @@ typedef struct {
 
     unsigned                    inflight:1;
     unsigned                    waiting:1;
+    unsigned                    probe:1;    /* the credential check */
 } ngx_http_lf_batch_t;
 
 
@@ -100,6 +101,9 @@ static ngx_http_lf_batch_t *ngx_http_lf_batch_create(
 static ngx_int_t ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch);
 static void ngx_http_lf_retry_handler(ngx_event_t *ev);
+static void ngx_http_lf_probe(ngx_http_lf_exporter_t *ex);
+static void ngx_http_lf_probe_done(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch, CURLcode code);
 static void ngx_http_lf_batch_retry(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch, const char *reason, long status);
 static void ngx_http_lf_batch_split(ngx_http_lf_exporter_t *ex,
@@ -123,6 +127,8 @@ static void ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch);
 static size_t ngx_http_lf_write_cb(char *ptr, size_t size, size_t nmemb,
     void *userdata);
+static size_t ngx_http_lf_response_text(ngx_http_lf_batch_t *batch,
+    u_char *text, size_t size);
 static void ngx_http_lf_log_failure(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch, const char *reason, long status);
 
@@ -197,6 +203,12 @@ ngx_http_lf_export_init_process(ngx_cycle_t *cycle)
     ex->deadline.log = cycle->log;
 
     ex->last_flush = ngx_current_msec;
+
+    if (lmcf->check_credentials
+        && (ngx_worker == 0 || ngx_process == NGX_PROCESS_SINGLE))
+    {
+        ngx_http_lf_probe(ex);
+    }
 
     ngx_add_timer(&ex->flush, ngx_min(lmcf->flush_interval,
                                       NGX_HTTP_LF_TICK));
@@ -510,12 +522,19 @@ ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
         }
     }
 
-    curl_easy_setopt(easy, CURLOPT_URL, dest->url.data);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, batch->headers);
-    curl_easy_setopt(easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, batch->body);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t) batch->body_len);
+
+    if (batch->probe) {
+        curl_easy_setopt(easy, CURLOPT_URL, dest->projects_url.data);
+        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+
+    } else {
+        curl_easy_setopt(easy, CURLOPT_URL, dest->url.data);
+        curl_easy_setopt(easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, batch->body);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t) batch->body_len);
+    }
     curl_easy_setopt(easy, CURLOPT_USERAGENT,
                      "nginx-langfuse/" NGX_LF_VERSION);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -557,7 +576,9 @@ ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
     batch->inflight = 1;
     ex->inflight++;
 
-    ngx_http_lf_stat(ex->lmcf, dest->id, in_flight, 1);
+    if (!batch->probe) {
+        ngx_http_lf_stat(ex->lmcf, dest->id, in_flight, 1);
+    }
 
     ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ex->log, 0,
                    "langfuse export of %ui event(s), %uz bytes to \"%V\", "
@@ -565,6 +586,80 @@ ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
                    batch->attempts);
 
     return NGX_OK;
+}
+
+
+/*
+ * The credential check: one worker asks each destination for its
+ * project with the configured keys, once, and says so when they fail.
+ */
+
+static void
+ngx_http_lf_probe(ngx_http_lf_exporter_t *ex)
+{
+    ngx_uint_t            i;
+    ngx_http_lf_dest_t   *dest;
+    ngx_http_lf_batch_t  *batch;
+
+    dest = ex->lmcf->dests.elts;
+
+    for (i = 0; i < ex->lmcf->dests.nelts; i++) {
+        batch = ngx_calloc(sizeof(ngx_http_lf_batch_t), ex->log);
+        if (batch == NULL) {
+            return;
+        }
+
+        batch->dest = &dest[i];
+        batch->probe = 1;
+        ngx_lf_buf_init(&batch->response, NGX_HTTP_LF_RESPONSE_MAX);
+
+        if (ngx_http_lf_batch_start(ex, batch) != NGX_OK) {
+            ngx_http_lf_batch_free(ex, batch);
+        }
+    }
+}
+
+
+static void
+ngx_http_lf_probe_done(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch, CURLcode code)
+{
+    long     status;
+    u_char   text[256];
+    size_t   n;
+
+    status = 0;
+    curl_easy_getinfo(batch->easy, CURLINFO_RESPONSE_CODE, &status);
+
+    n = ngx_http_lf_response_text(batch, text, sizeof(text));
+
+    if (code != CURLE_OK) {
+        ngx_log_error(NGX_LOG_WARN, ex->log, 0,
+                      "langfuse: credential check of \"%V\" failed: %s",
+                      &batch->dest->endpoint,
+                      batch->error[0] ? batch->error
+                                      : curl_easy_strerror(code));
+
+    } else if (status == 401 || status == 403) {
+        ngx_log_error(NGX_LOG_ERR, ex->log, 0,
+                      "langfuse: \"%V\" does not accept the public key "
+                      "\"%V\" with its secret key (status %l): \"%*s\"",
+                      &batch->dest->endpoint, &batch->dest->public_key,
+                      status, n, text);
+
+    } else if (status < 200 || status > 299) {
+        ngx_log_error(NGX_LOG_WARN, ex->log, 0,
+                      "langfuse: credential check of \"%V\" answered "
+                      "status %l: \"%*s\"", &batch->dest->endpoint,
+                      status, n, text);
+
+    } else {
+        ngx_log_error(NGX_LOG_NOTICE, ex->log, 0,
+                      "langfuse: \"%V\" accepts the public key \"%V\"",
+                      &batch->dest->endpoint, &batch->dest->public_key);
+    }
+
+    ngx_http_lf_batch_free(ex, batch);
 }
 
 
@@ -824,7 +919,12 @@ ngx_http_lf_check_done(ngx_http_lf_exporter_t *ex)
         batch = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &batch);
 
-        ngx_http_lf_batch_done(ex, batch, msg->data.result);
+        if (batch->probe) {
+            ngx_http_lf_probe_done(ex, batch, msg->data.result);
+
+        } else {
+            ngx_http_lf_batch_done(ex, batch, msg->data.result);
+        }
         done++;
     }
 
@@ -869,7 +969,6 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
 {
     long         status;
     u_char      *p, text[NGX_HTTP_LF_ERROR_LEN];
-    size_t       n;
     const char  *reason;
 
     status = 0;
@@ -903,9 +1002,7 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
                               1);
 
         p = ngx_snprintf(text, sizeof(text), "status %l: ", status);
-        n = ngx_min(batch->response.len, (size_t) (text + sizeof(text) - p)
-                                         / 3);
-        p += ngx_lf_utf8_sanitize(p, batch->response.data, n);
+        p += ngx_http_lf_response_text(batch, p, text + sizeof(text) - p);
 
         ngx_http_lf_stats_result(ex->lmcf, batch->dest->id, text, p - text);
     }
@@ -1149,8 +1246,10 @@ ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
         ex->inflight--;
         (void) curl_multi_remove_handle(ex->multi, batch->easy);
 
-        ngx_http_lf_stat(ex->lmcf, batch->dest->id, in_flight,
-                         (uint64_t) -1);
+        if (!batch->probe) {
+            ngx_http_lf_stat(ex->lmcf, batch->dest->id, in_flight,
+                             (uint64_t) -1);
+        }
 
     } else if (batch->waiting) {
         ngx_queue_remove(&batch->queue);
@@ -1195,6 +1294,36 @@ ngx_http_lf_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 }
 
 
+/*
+ * The start of the server's answer as loggable text: valid UTF-8, and
+ * the secret key masked should a server ever echo it back.
+ */
+
+static size_t
+ngx_http_lf_response_text(ngx_http_lf_batch_t *batch, u_char *text,
+    size_t size)
+{
+    u_char     *p, *last;
+    size_t      n;
+    ngx_str_t  *secret;
+
+    n = ngx_min(batch->response.len, size / 3);
+    n = ngx_lf_utf8_sanitize(text, batch->response.data, n);
+
+    secret = &batch->dest->secret_key;
+    last = text + n;
+
+    for (p = text; secret->len && p + secret->len <= last; p++) {
+        if (ngx_memcmp(p, secret->data, secret->len) == 0) {
+            ngx_memset(p, '*', secret->len);
+            p += secret->len - 1;
+        }
+    }
+
+    return n;
+}
+
+
 /* at most one line a second per worker, with the count it stands for */
 
 static void
@@ -1211,8 +1340,7 @@ ngx_http_lf_log_failure(ngx_http_lf_exporter_t *ex,
 
     ex->error_logged = ngx_time();
 
-    n = ngx_min(batch->response.len, sizeof(text) / 3 - 1);
-    n = ngx_lf_utf8_sanitize(text, batch->response.data, n);
+    n = ngx_http_lf_response_text(batch, text, sizeof(text));
 
     ngx_log_error(NGX_LOG_ERR, ex->log, 0,
                   "langfuse: export of %ui event(s) to \"%V\" failed: "

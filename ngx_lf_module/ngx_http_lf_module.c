@@ -179,6 +179,13 @@ static ngx_command_t  ngx_http_lf_commands[] = {
       offsetof(ngx_http_lf_main_conf_t, flush_interval),
       NULL },
 
+    { ngx_string("langfuse_check_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_lf_main_conf_t, check_credentials),
+      NULL },
+
     { ngx_string("langfuse_batch_size"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -526,6 +533,7 @@ ngx_http_lf_create_main_conf(ngx_conf_t *cf)
     }
 
     lmcf->flush_interval = NGX_CONF_UNSET_MSEC;
+    lmcf->check_credentials = NGX_CONF_UNSET;
     lmcf->batch_size = NGX_CONF_UNSET_UINT;
     lmcf->queue_size = NGX_CONF_UNSET_SIZE;
 
@@ -539,6 +547,7 @@ ngx_http_lf_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_lf_main_conf_t *lmcf = conf;
 
     ngx_conf_init_msec_value(lmcf->flush_interval, 1000);
+    ngx_conf_init_value(lmcf->check_credentials, 0);
     ngx_conf_init_uint_value(lmcf->batch_size, 100);
     ngx_conf_init_size_value(lmcf->queue_size, 16 * 1024 * 1024);
 
@@ -783,6 +792,15 @@ ngx_http_lf_add_dest(ngx_conf_t *cf, ngx_http_lf_loc_conf_t *llcf)
 
     dest->endpoint = base;
     dest->url = url;
+
+    dest->projects_url.len = base.len + sizeof("/api/public/projects") - 1;
+    dest->projects_url.data = ngx_pnalloc(cf->pool,
+                                          dest->projects_url.len + 1);
+    if (dest->projects_url.data == NULL) {
+        return NULL;
+    }
+
+    ngx_sprintf(dest->projects_url.data, "%V/api/public/projects%Z", &base);
     dest->public_key = llcf->public_key;
     dest->secret_key = llcf->secret_key;
     dest->protocol = llcf->protocol;

@@ -25,6 +25,7 @@
 typedef struct {
     ngx_str_t                   endpoint;
     ngx_str_t                   url;
+    ngx_str_t                   projects_url;   /* the credential check */
     ngx_str_t                   public_key;
     ngx_str_t                   secret_key;     /* never logged */
     ngx_str_t                   auth_header;    /* holds the secret */
@@ -98,6 +99,7 @@ typedef struct {
 
 typedef struct {
     ngx_msec_t                  flush_interval;
+    ngx_flag_t                  check_credentials;
     ngx_uint_t                  batch_size;
     size_t                      queue_size;
 

@@ -3,6 +3,7 @@ error log, and TLS verification is only off when asked, with a warning."""
 
 import base64
 import os
+import time
 
 from upstream import Case, openai_json
 
@@ -79,3 +80,31 @@ def test_tls_verification_off_warns(nginx_conf):
     assert "[warn]" in out
     assert '"langfuse_ssl_verify" is off: traces to "http://127.0.0.1:' \
         in out
+
+
+def test_credential_check_at_startup(nginx, sink, sink2):
+    sink2.expected_auth = ("pk-lf-test", "sk-lf-other")
+    ng = nginx("""
+server {
+    listen 127.0.0.1:@PORT@;
+    location /a/ { @LF@ proxy_pass @UP@; }
+    location /b/ { langfuse_trace on; langfuse_endpoint @SINK2@;
+                   langfuse_public_key pk-lf-test;
+                   langfuse_secret_key sk-lf-test; proxy_pass @UP@; }
+}
+""", http_extra="langfuse_check_credentials on;")
+    ng.allow_errors(r"does not accept the public key")
+
+    deadline = time.time() + 5
+    log = ""
+    while time.time() < deadline:
+        log = ng.read_error_log()
+        if "does not accept" in log and "accepts the public key" in log:
+            break
+        time.sleep(0.05)
+
+    assert '"%s" accepts the public key "pk-lf-test"' % sink.endpoint in log
+    assert ('"%s" does not accept the public key "pk-lf-test" with its '
+            'secret key (status 401)' % sink2.endpoint) in log
+    assert log.count("accept") == 2
+    assert "sk-lf-test" not in log

@@ -285,6 +285,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/api/public/health"):
             return self._answer(200, b'{"status":"OK","version":"fake"}')
+        if self.path.startswith("/api/public/projects"):
+            rec = SinkRecord()
+            rec.headers = list(self.headers.items())
+            self._auth(rec, self.server.owner.expected_auth)
+            if rec.auth_error is not None:
+                return self._answer(401, json.dumps(
+                    {"message": rec.auth_error}).encode())
+            return self._answer(200, b'{"data":[{"id":"project-1",'
+                                     b'"name":"fake project"}]}')
         return self._answer(404, b'{"message":"not found"}')
 
     def do_POST(self):
