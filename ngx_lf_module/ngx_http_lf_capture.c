@@ -144,6 +144,7 @@ ngx_http_lf_header_filter(ngx_http_request_t *r)
                       "is not supported, the output is not captured",
                       &ce->value);
         ctx->body_off = 1;
+        ctx->rec.output_unknown = 1;
         return ngx_http_next_header_filter(r);
     }
 
@@ -193,17 +194,21 @@ ngx_http_lf_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_langfuse_module);
 
-    if (ctx == NULL || ctx->response_parser == NULL || ctx->response_done) {
+    if (ctx == NULL || !ctx->response_started || ctx->response_done) {
         return ngx_http_next_body_filter(r, in);
     }
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "langfuse body filter");
 
+    /* the end is watched even when the body itself is not parsed */
+
     for (cl = in; cl; cl = cl->next) {
         b = cl->buf;
 
-        if (ngx_buf_in_memory(b) && b->last > b->pos && !ctx->body_off) {
+        if (ngx_buf_in_memory(b) && b->last > b->pos && !ctx->body_off
+            && ctx->response_parser)
+        {
             ngx_http_lf_response_feed(r, ctx, b->pos, b->last - b->pos);
         }
 
@@ -236,6 +241,7 @@ ngx_http_lf_response_feed(ngx_http_request_t *r, ngx_http_lf_ctx_t *ctx,
                           "the rest of the output is not captured");
             ctx->body_off = 1;
             ctx->decode_failed = 1;
+            ctx->rec.output_unknown = 1;
         }
 
     } else {

@@ -549,6 +549,11 @@ ngx_lf_has_output(ngx_lf_record_t *rec, ngx_lf_span_t *span)
         return 1;
     }
 
+    if (rec->output_unknown) {
+        /* an empty answer would be a false one */
+        return 0;
+    }
+
     /* an error answer says what went wrong in the status message */
     return span->status < 400 && !rec->error_event;
 }

@@ -95,6 +95,7 @@ typedef struct {
     unsigned                stream_done:1;      /* [DONE] or final event */
     unsigned                error_event:1;      /* error inside a stream */
     unsigned                content_seen:1;     /* first token arrived */
+    unsigned                output_unknown:1;   /* body not readable */
 } ngx_lf_record_t;
 
 
