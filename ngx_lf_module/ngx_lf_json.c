@@ -22,6 +22,9 @@ static int ngx_lf_json_end_map(void *ctx);
 static int ngx_lf_json_start_array(void *ctx);
 static int ngx_lf_json_end_array(void *ctx);
 
+static int ngx_lf_json_parse(ngx_lf_json_t *j, const u_char *p,
+    size_t len);
+static int ngx_lf_json_flush_pending(ngx_lf_json_t *j);
 static void ngx_lf_json_error(ngx_lf_json_t *j, const u_char *p,
     size_t len);
 static void ngx_lf_json_element(ngx_lf_json_t *j);
@@ -86,6 +89,8 @@ ngx_lf_json_init(ngx_lf_json_t *j, ngx_lf_json_handler_pt handler,
     j->ctx = ctx;
     j->max_token = max_token;
 
+    ngx_lf_buf_init(&j->pending, max_token);
+
     return ngx_lf_json_reset(j);
 }
 
@@ -101,6 +106,11 @@ ngx_lf_json_reset(ngx_lf_json_t *j)
     if (j->handle == NULL) {
         return -1;
     }
+
+    /* a stray invalid byte costs a replacement character, not the body */
+    yajl_config(j->handle, yajl_dont_validate_strings, 1);
+
+    ngx_lf_buf_reset(&j->pending);
 
     j->path_len = 0;
     j->path[0] = '\0';
@@ -121,59 +131,87 @@ ngx_lf_json_reset(ngx_lf_json_t *j)
 int
 ngx_lf_json_feed(ngx_lf_json_t *j, const u_char *p, size_t len)
 {
-    size_t        slice;
-    yajl_status   st;
-
     if (j->failed) {
         return -1;
     }
 
-    st = yajl_status_ok;
-    slice = 0;
-
-    while (len) {
-        slice = len < NGX_LF_JSON_SLICE ? len : NGX_LF_JSON_SLICE;
-
-        j->progress = 0;
-
-        st = yajl_parse(j->handle, p, slice);
-        if (st != yajl_status_ok) {
-            break;
-        }
-
-        j->idle = j->progress ? 0 : j->idle + slice;
-
-        if (j->max_token && j->idle > j->max_token) {
-            j->failed = 1;
-            strcpy(j->error, "value too long");
-            return -1;
-        }
-
-        p += slice;
-        len -= slice;
-    }
-
-    if (st == yajl_status_ok) {
+    if (len == 0) {
         return 0;
     }
 
-    j->failed = 1;
+    if (j->idle < NGX_LF_JSON_LONG && j->pending.len == 0) {
+        return ngx_lf_json_parse(j, p, len);
+    }
 
-    if (j->error[0] != '\0') {
-        /* the walk itself gave up and said why */
+    /* inside a long token */
+
+    if (ngx_lf_buf_append(&j->pending, p, len) != 0
+        || j->pending.truncated)
+    {
+        j->failed = 1;
+        strcpy(j->error, j->pending.truncated ? "value too long"
+                                              : "out of memory");
         return -1;
     }
 
-    ngx_lf_json_error(j, p, slice);
+    if (j->pending.len < j->idle) {
+        return 0;
+    }
 
-    return -1;
+    return ngx_lf_json_flush_pending(j);
+}
+
+
+static int
+ngx_lf_json_flush_pending(ngx_lf_json_t *j)
+{
+    int  rc;
+
+    if (j->pending.len == 0) {
+        return 0;
+    }
+
+    rc = ngx_lf_json_parse(j, j->pending.data, j->pending.len);
+
+    ngx_lf_buf_reset(&j->pending);
+
+    return rc;
+}
+
+
+static int
+ngx_lf_json_parse(ngx_lf_json_t *j, const u_char *p, size_t len)
+{
+    j->progress = 0;
+
+    if (yajl_parse(j->handle, p, len) != yajl_status_ok) {
+        j->failed = 1;
+
+        if (j->error[0] == '\0') {
+            ngx_lf_json_error(j, p, len);
+        }
+
+        /* else the walk itself gave up and said why */
+
+        return -1;
+    }
+
+    j->idle = j->progress ? 0 : j->idle + len;
+
+    if (j->max_token && j->idle > j->max_token) {
+        j->failed = 1;
+        strcpy(j->error, "value too long");
+        return -1;
+    }
+
+    return 0;
 }
 
 
 int
 ngx_lf_json_finish(ngx_lf_json_t *j)
 {
-    if (j->failed) {
+    if (j->failed || ngx_lf_json_flush_pending(j) != 0) {
         return -1;
     }
 
@@ -237,6 +275,8 @@ ngx_lf_json_free(ngx_lf_json_t *j)
         yajl_gen_free(j->gen);
         j->gen = NULL;
     }
+
+    ngx_lf_buf_free(&j->pending);
 }
 
 
@@ -580,7 +620,8 @@ ngx_lf_json_gen(ngx_lf_json_t *j, ngx_lf_json_type_e type,
         break;
 
     case NGX_LF_JSON_STRING:
-        st = yajl_gen_string(j->gen, v, len);
+        st = ngx_lf_json_gen_string(j->gen, v, len) == 0
+             ? yajl_gen_status_ok : yajl_gen_invalid_string;
         break;
 
     case NGX_LF_JSON_MAP_START:
@@ -686,7 +727,7 @@ ngx_lf_json_map_key(void *ctx, const unsigned char *v, size_t len)
     ngx_lf_json_path_append(j, (const char *) v, len);
 
     if (j->capture) {
-        if (yajl_gen_string(j->gen, v, len) != yajl_gen_status_ok) {
+        if (ngx_lf_json_gen_string(j->gen, v, len) != 0) {
             j->capture->truncated = 1;
         }
 

@@ -25,7 +25,7 @@
 
 #define NGX_LF_JSON_MAX_DEPTH   64
 #define NGX_LF_JSON_MAX_PATH    255
-#define NGX_LF_JSON_SLICE       16384
+#define NGX_LF_JSON_LONG        4096
 
 
 typedef enum {
@@ -60,11 +60,15 @@ struct ngx_lf_json_s {
     unsigned                 progress:1;     /* a callback ran */
 
     /*
-     * yajl keeps a token that spans input pieces in its own growing
-     * buffer: bytes fed without a callback are counted and capped
+     * yajl keeps a token that spans input pieces in its own buffer and
+     * scans it again from its start at every piece: bytes fed without
+     * a callback are counted and capped, and inside a long token the
+     * input waits until it doubles what was fed, so that the scans add
+     * up to a linear cost
      */
     size_t                   idle;
     size_t                   max_token;
+    ngx_lf_buf_t             pending;
 
     int                      depth;
     size_t                   base[NGX_LF_JSON_MAX_DEPTH];
