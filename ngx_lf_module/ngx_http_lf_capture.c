@@ -30,6 +30,7 @@ static ngx_int_t ngx_http_lf_queue_record(ngx_http_request_t *r,
     ngx_http_lf_ctx_t *ctx);
 static void ngx_http_lf_value(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_lf_str_t *out);
+static ngx_uint_t ngx_http_lf_log_allowed(void);
 static void ngx_http_lf_parse_failed(ngx_http_request_t *r,
     ngx_lf_parser_t *parser, const char *what);
 
@@ -126,8 +127,10 @@ ngx_http_lf_header_filter(ngx_http_request_t *r)
 
     ctx->response_started = 1;
 
-    if (r->header_only) {
+    if (r->header_only || r->method == NGX_HTTP_HEAD) {
+        /* no body will come, and no answer to trace */
         ctx->response_done = 1;
+        ctx->rec.output_unknown = 1;
         return ngx_http_next_header_filter(r);
     }
 
@@ -139,10 +142,13 @@ ngx_http_lf_header_filter(ngx_http_request_t *r)
     }
 
     if (encoding == NGX_LF_ENC_UNKNOWN) {
-        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                      "langfuse: response content encoding \"%V\" "
-                      "is not supported, the output is not captured",
-                      &ce->value);
+        if (ngx_http_lf_log_allowed()) {
+            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                          "langfuse: response content encoding \"%V\" "
+                          "is not supported, the output is not captured",
+                          &ce->value);
+        }
+
         ctx->body_off = 1;
         ctx->rec.output_unknown = 1;
         return ngx_http_next_header_filter(r);
@@ -235,10 +241,13 @@ ngx_http_lf_response_feed(ngx_http_request_t *r, ngx_http_lf_ctx_t *ctx,
     if (ctx->decoding) {
         rc = ngx_lf_decode_feed(&ctx->decode, p, len);
 
-        if (rc < 0) {
+        if (rc < 0 && ngx_http_lf_log_allowed()) {
             ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                           "langfuse: response body does not decode, "
                           "the rest of the output is not captured");
+        }
+
+        if (rc < 0) {
             ctx->body_off = 1;
             ctx->decode_failed = 1;
             ctx->rec.output_unknown = 1;
@@ -314,6 +323,16 @@ ngx_http_lf_log_handler(ngx_http_request_t *r)
 
     if (ctx->rec.response_error || ctx->decode_failed) {
         ngx_http_lf_stat(lmcf, id, parse_errors_response, 1);
+    }
+
+    if (ctx->rec.dialect == NGX_LF_DIALECT_UNKNOWN) {
+        /*
+         * neither the path nor the answer's shape tell an LLM call
+         * (a model list, a health check): nothing to trace
+         */
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "langfuse: not an LLM call");
+        return NGX_OK;
     }
 
     ngx_http_lf_stat(lmcf, id, captured, 1);
@@ -477,18 +496,30 @@ ngx_http_lf_value(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
 }
 
 
+/* one notice a second per worker: a broken upstream must not flood */
+
+static ngx_uint_t
+ngx_http_lf_log_allowed(void)
+{
+    static time_t  logged;
+
+    if (logged == ngx_time()) {
+        return 0;
+    }
+
+    logged = ngx_time();
+
+    return 1;
+}
+
+
 static void
 ngx_http_lf_parse_failed(ngx_http_request_t *r, ngx_lf_parser_t *parser,
     const char *what)
 {
-    static time_t  logged;
-
-    /* one line a second per worker: a broken upstream must not flood */
-    if (logged == ngx_time()) {
+    if (!ngx_http_lf_log_allowed()) {
         return;
     }
-
-    logged = ngx_time();
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "langfuse: %s body of \"%V\" is not an LLM API body "

@@ -1295,8 +1295,9 @@ ngx_http_lf_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 
 /*
- * The start of the server's answer as loggable text: valid UTF-8, and
- * the secret key masked should a server ever echo it back.
+ * The start of the server's answer as loggable text: valid UTF-8, no
+ * control characters, and the secret key masked should a server ever
+ * echo it back.
  */
 
 static size_t
@@ -1317,6 +1318,13 @@ ngx_http_lf_response_text(ngx_http_lf_batch_t *batch, u_char *text,
         if (ngx_memcmp(p, secret->data, secret->len) == 0) {
             ngx_memset(p, '*', secret->len);
             p += secret->len - 1;
+        }
+    }
+
+    /* one log line stays one line, whatever the server sent */
+    for (p = text; p < last; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *p = ' ';
         }
     }
 

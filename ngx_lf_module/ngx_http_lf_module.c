@@ -24,6 +24,7 @@ static char *ngx_http_lf_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_lf_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_lf_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_lf_check_endpoint(ngx_str_t *base);
 static ngx_http_lf_dest_t *ngx_http_lf_add_dest(ngx_conf_t *cf,
     ngx_http_lf_loc_conf_t *llcf);
 static char *ngx_http_lf_metadata(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -383,8 +384,11 @@ ngx_http_lf_traceparent(ngx_http_request_t *r, ngx_http_lf_ctx_t *ctx)
 
     p = h[i].value.data;
 
+    /* version 00 is exactly 55 characters; later ones may add fields */
     if (h[i].value.len < 55 || p[2] != '-' || p[35] != '-' || p[52] != '-'
-        || ngx_strncmp(p, "ff", 2) == 0)
+        || ngx_strncmp(p, "ff", 2) == 0
+        || (ngx_strncmp(p, "00", 2) == 0 && h[i].value.len != 55)
+        || (h[i].value.len > 55 && p[55] != '-'))
     {
         return;
     }
@@ -632,6 +636,14 @@ ngx_http_lf_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               1024 * 1024);
 
+    if (conf->max_body_size < 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"langfuse_max_body_size\" of %uz is too "
+                           "small, at least 1k is needed",
+                           conf->max_body_size);
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->trace_name == NULL) {
         conf->trace_name = prev->trace_name;
     }
@@ -694,6 +706,57 @@ ngx_http_lf_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
  * the endpoint, the public key and the protocol stay.
  */
 
+/* the paths are appended to it: it must end where a path may begin */
+
+static ngx_int_t
+ngx_http_lf_check_endpoint(ngx_str_t *base)
+{
+    u_char      *p, *host, *last;
+    ngx_uint_t   port;
+
+    host = ngx_strlchr(base->data, base->data + base->len, ':') + 3;
+    last = base->data + base->len;
+
+    for (p = base->data; p < last; p++) {
+        if (*p <= ' ' || *p == '?' || *p == '#' || *p == 0x7f) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (p = host; p < last && *p != '/'; p++) {
+        if (*p == ':' && *host != '[') {
+            break;
+        }
+    }
+
+    if (p == host) {
+        return NGX_ERROR;
+    }
+
+    if (p < last && *p == ':') {
+        port = 0;
+
+        for (p++; p < last && *p != '/'; p++) {
+            if (*p < '0' || *p > '9') {
+                return NGX_ERROR;
+            }
+
+            port = port * 10 + (*p - '0');
+
+            if (port > 65535) {
+                return NGX_ERROR;
+            }
+        }
+
+        if (port == 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_http_lf_dest_t *
 ngx_http_lf_add_dest(ngx_conf_t *cf, ngx_http_lf_loc_conf_t *llcf)
 {
@@ -722,6 +785,15 @@ ngx_http_lf_add_dest(ngx_conf_t *cf, ngx_http_lf_loc_conf_t *llcf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"langfuse_endpoint\" \"%V\": "
                            "an http:// or https:// URL is expected",
+                           &llcf->endpoint);
+        return NULL;
+    }
+
+    if (ngx_http_lf_check_endpoint(&base) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"langfuse_endpoint\" \"%V\": "
+                           "a base URL without spaces, query or fragment, "
+                           "with a port up to 65535, is expected",
                            &llcf->endpoint);
         return NULL;
     }

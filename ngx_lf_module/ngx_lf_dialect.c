@@ -432,7 +432,8 @@ ngx_lf_request_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
         return 0;
     }
 
-    if (!j->path_ok || j->depth == 0 || j->depth > 2) {
+    if (!j->path_ok || j->depth == 0 || j->depth > 2 || j->is_array[0]) {
+        /* members of a request object only */
         return 0;
     }
 
@@ -677,10 +678,6 @@ ngx_lf_sniff(ngx_lf_json_t *j, ngx_lf_json_type_e type, const u_char *v,
         }
     }
 
-    if (strcmp(key, "data") == 0 && type == NGX_LF_JSON_ARRAY_START) {
-        return NGX_LF_DIALECT_OPENAI_EMBEDDINGS;
-    }
-
     return NGX_LF_DIALECT_UNKNOWN;
 }
 
@@ -859,6 +856,7 @@ ngx_lf_tool_slot(ngx_lf_parser_t *p, int64_t key)
     }
 
     if (rec->ntool_calls == NGX_LF_MAX_TOOL_CALLS) {
+        rec->tool_calls_dropped = 1;
         return NULL;
     }
 

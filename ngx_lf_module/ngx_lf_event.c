@@ -50,6 +50,7 @@ static int ngx_lf_has_output(ngx_lf_record_t *rec, ngx_lf_span_t *span);
 static int ngx_lf_has_usage(ngx_lf_record_t *rec);
 static void ngx_lf_usage_normalize(ngx_lf_usage_t *u, int64_t *in,
     int64_t *out, int64_t *total);
+static int64_t ngx_lf_usage_sum(int64_t a, int64_t b);
 static const char *ngx_lf_truncated(ngx_lf_record_t *rec);
 static ngx_lf_buf_t *ngx_lf_model(ngx_lf_record_t *rec);
 
@@ -703,20 +704,24 @@ ngx_lf_usage_normalize(ngx_lf_usage_t *u, int64_t *in, int64_t *out,
     if (*total == NGX_LF_USAGE_UNSET && u->input != NGX_LF_USAGE_UNSET
         && u->output != NGX_LF_USAGE_UNSET)
     {
-        *total = (*in) + (*out);
-
-        if (u->cached != NGX_LF_USAGE_UNSET) {
-            *total += u->cached;
-        }
-
-        if (u->cache_creation != NGX_LF_USAGE_UNSET) {
-            *total += u->cache_creation;
-        }
-
-        if (u->reasoning != NGX_LF_USAGE_UNSET) {
-            *total += u->reasoning;
-        }
+        *total = ngx_lf_usage_sum(*in, *out);
+        *total = ngx_lf_usage_sum(*total, u->cached);
+        *total = ngx_lf_usage_sum(*total, u->cache_creation);
+        *total = ngx_lf_usage_sum(*total, u->reasoning);
     }
+}
+
+
+/* counts are never negative; an unset one adds nothing; no overflow */
+
+static int64_t
+ngx_lf_usage_sum(int64_t a, int64_t b)
+{
+    if (b == NGX_LF_USAGE_UNSET) {
+        return a;
+    }
+
+    return (a > INT64_MAX - b) ? INT64_MAX : a + b;
 }
 
 
@@ -922,11 +927,17 @@ ngx_lf_gen_json_text(yajl_gen g, ngx_lf_buf_t *buf)
 static const char *
 ngx_lf_truncated(ngx_lf_record_t *rec)
 {
-    int  in, out;
+    int       in, out;
+    unsigned  i;
 
     in = rec->input.truncated || rec->tools.truncated
          || rec->system.truncated;
-    out = rec->output.truncated || rec->reasoning.truncated;
+    out = rec->output.truncated || rec->reasoning.truncated
+          || rec->tool_calls_dropped;
+
+    for (i = 0; i < rec->ntool_calls; i++) {
+        out |= rec->tool_calls[i].arguments.truncated;
+    }
 
     if (in && out) {
         return "input,output";

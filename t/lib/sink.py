@@ -335,8 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault[0] == "fail":
             rec.fault = "fail"
             status = fault[1]
-            body = json.dumps({"message": "injected failure",
-                               "status": status}).encode()
+            body = owner.fail_body or json.dumps(
+                {"message": "injected failure", "status": status}).encode()
         elif owner.max_spans is not None and nspans > owner.max_spans:
             rec.fault = "too large"
             status = 413
@@ -452,6 +452,7 @@ class Sink:
         self.max_spans = None       # answer 413 to larger OTLP batches
         self.retry_after = None     # Retry-After seconds on failures
         self.ingestion_errors = 0   # events refused in each 207 answer
+        self.fail_body = None       # the answer to injected failures
         self.httpd = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -569,6 +570,7 @@ class Sink:
         self.max_spans = None
         self.retry_after = None
         self.ingestion_errors = 0
+        self.fail_body = None
         self._released.set()
 
     def clear(self):
