@@ -351,7 +351,7 @@ ngx_http_lf_queue_record(ngx_http_request_t *r, ngx_http_lf_ctx_t *ctx)
     size_t                    len;
     yajl_gen                  g;
     ngx_int_t                 rc;
-    ngx_uint_t                i;
+    ngx_uint_t                i, attempt;
     ngx_lf_kv_t              *kv;
     ngx_lf_span_t             span;
     const u_char             *text;
@@ -447,23 +447,39 @@ ngx_http_lf_queue_record(ngx_http_request_t *r, ngx_http_lf_ctx_t *ctx)
         span.nmetadata = llcf->metadata->nelts;
     }
 
-    g = yajl_gen_alloc(NULL);
-    if (g == NULL) {
-        return NGX_ERROR;
+    /*
+     * an event over the limit is written again with its texts cut,
+     * shorter each time; usage and the rest stay whole
+     */
+
+    for (attempt = 0; /* void */ ; attempt++) {
+        g = yajl_gen_alloc(NULL);
+        if (g == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_lf_event_write(g, llcf->dest->protocol, &ctx->rec, &span)
+            != 0
+            || ngx_lf_event_text(g, llcf->dest->protocol, &text, &len)
+               != 0)
+        {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "langfuse: writing the event failed");
+            yajl_gen_free(g);
+            return NGX_ERROR;
+        }
+
+        if (len <= NGX_HTTP_LF_EVENT_MAX || attempt == 4) {
+            break;
+        }
+
+        yajl_gen_free(g);
+
+        ngx_lf_record_trim(&ctx->rec, NGX_HTTP_LF_EVENT_MAX >> (2 + attempt));
     }
 
-    rc = NGX_ERROR;
-
-    if (ngx_lf_event_write(g, llcf->dest->protocol, &ctx->rec, &span) == 0
-        && ngx_lf_event_text(g, llcf->dest->protocol, &text, &len) == 0)
-    {
-        rc = ngx_http_lf_queue_push(lmcf, llcf->dest->id, text, len,
-                                    r->connection->log);
-
-    } else {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "langfuse: writing the event failed");
-    }
+    rc = ngx_http_lf_queue_push(lmcf, llcf->dest->id, text, len,
+                                r->connection->log);
 
     yajl_gen_free(g);
 

@@ -19,6 +19,7 @@
 
 
 #define NGX_HTTP_LF_BATCH_MAX_BYTES     (2560 * 1024)
+#define NGX_HTTP_LF_EVENT_MAX           (1024 * 1024)
 
 
 /* one Langfuse project: where to send and as whom */

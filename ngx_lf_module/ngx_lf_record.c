@@ -40,7 +40,8 @@ ngx_lf_record_init(ngx_lf_record_t *rec, size_t max_body)
     for (i = 0; i < NGX_LF_MAX_TOOL_CALLS; i++) {
         ngx_lf_buf_init(&rec->tool_calls[i].id, NGX_LF_NAME_MAX);
         ngx_lf_buf_init(&rec->tool_calls[i].name, NGX_LF_NAME_MAX);
-        ngx_lf_buf_init(&rec->tool_calls[i].arguments, max_body);
+        /* sixteen of them must not cost sixteen capture limits */
+        ngx_lf_buf_init(&rec->tool_calls[i].arguments, max_body / 4);
     }
 
     rec->usage.input = NGX_LF_USAGE_UNSET;
@@ -53,6 +54,37 @@ ngx_lf_record_init(ngx_lf_record_t *rec, size_t max_body)
     rec->embeddings = -1;
     rec->dimensions = -1;
     rec->incremental = -1;
+}
+
+
+/*
+ * Cuts every captured text to cap bytes, marking it truncated; usage,
+ * model and ids stay whole.  An event too large for Langfuse is written
+ * again from the trimmed record.
+ */
+
+void
+ngx_lf_record_trim(ngx_lf_record_t *rec, size_t cap)
+{
+    unsigned       i;
+    ngx_lf_buf_t  *texts[] = { &rec->input, &rec->system, &rec->tools,
+                               &rec->params, &rec->request_raw,
+                               &rec->output, &rec->reasoning,
+                               &rec->response_raw };
+
+    for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        if (texts[i]->len > cap) {
+            texts[i]->len = cap;
+            texts[i]->truncated = 1;
+        }
+    }
+
+    for (i = 0; i < rec->ntool_calls; i++) {
+        if (rec->tool_calls[i].arguments.len > cap) {
+            rec->tool_calls[i].arguments.len = cap;
+            rec->tool_calls[i].arguments.truncated = 1;
+        }
+    }
 }
 
 

@@ -101,6 +101,7 @@ typedef struct {
 
 
 void ngx_lf_record_init(ngx_lf_record_t *rec, size_t max_body);
+void ngx_lf_record_trim(ngx_lf_record_t *rec, size_t cap);
 void ngx_lf_record_free(ngx_lf_record_t *rec);
 
 

@@ -102,3 +102,33 @@ server {
 """ % directive).test_config()
     assert rc != 0
     assert "[emerg]" in out and message in out, out
+
+
+def test_oversized_event_is_trimmed_not_dropped(nginx, upstream, sink):
+    ng = nginx(CONF)
+    calls = [{"id": "call_%d" % i, "type": "function",
+              "function": {"name": "f%d" % i,
+                           "arguments": "a" * 300000}}
+             for i in range(16)]
+    body = json.dumps({
+        "choices": [{"message": {"role": "assistant", "content": None,
+                                 "tool_calls": calls},
+                     "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7,
+                  "total_tokens": 12}}).encode()
+    case = Case(body=body)
+    r = ng.post(PATH, REQ, case=upstream.add(case))
+    assert r.status == 200 and r.body == body
+
+    sp = sink.span_for(r.trace_id)
+    attrs = sp["attributes"]
+    assert attrs["langfuse.observation.metadata.truncated"] == "output"
+    assert jattr(sp, USAGE) == {"input": 5, "output": 7, "total": 12}
+
+    out = jattr(sp, OUTPUT)
+    assert [c["function"]["name"] for c in out["tool_calls"]] == [
+        "f%d" % i for i in range(16)]
+    for c in out["tool_calls"]:
+        args = c["function"]["arguments"]
+        assert 0 < len(args) < 300000 and set(args) == {"a"}
+    assert sum(len(str(v)) for v in attrs.values()) < 1024 * 1024
