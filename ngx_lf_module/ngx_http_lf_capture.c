@@ -111,15 +111,22 @@ ngx_http_lf_header_filter(ngx_http_request_t *r)
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_langfuse_module);
 
-    if (!llcf->enable) {
+    /*
+     * a traced call redirected into an untraced location (error_page)
+     * stays traced: its context lives on in the request's pool
+     */
+
+    if (!llcf->enable && !r->internal) {
         return ngx_http_next_header_filter(r);
     }
 
-    ctx = ngx_http_lf_get_ctx(r, 1);
+    ctx = ngx_http_lf_get_ctx(r, llcf->enable);
 
     if (ctx == NULL || ctx->response_started) {
         return ngx_http_next_header_filter(r);
     }
+
+    llcf = ctx->llcf;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "langfuse header filter, status %ui",
@@ -284,7 +291,7 @@ ngx_http_lf_log_handler(ngx_http_request_t *r)
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_langfuse_module);
 
-    if (!llcf->enable) {
+    if (!llcf->enable && !r->internal) {
         return NGX_OK;
     }
 
@@ -293,6 +300,8 @@ ngx_http_lf_log_handler(ngx_http_request_t *r)
     if (ctx == NULL || ctx->logged) {
         return NGX_OK;
     }
+
+    llcf = ctx->llcf;
 
     ctx->logged = 1;
 
@@ -308,11 +317,6 @@ ngx_http_lf_log_handler(ngx_http_request_t *r)
            != 0)
     {
         ngx_http_lf_parse_failed(r, ctx->response_parser, "response");
-    }
-
-    if (llcf->dest == NULL) {
-        /* redirected into a location that does not trace */
-        return NGX_OK;
     }
 
     id = llcf->dest->id;
@@ -359,7 +363,7 @@ ngx_http_lf_queue_record(ngx_http_request_t *r, ngx_http_lf_ctx_t *ctx)
     ngx_http_lf_loc_conf_t   *llcf;
     ngx_http_lf_main_conf_t  *lmcf;
 
-    llcf = ngx_http_get_module_loc_conf(r, ngx_http_langfuse_module);
+    llcf = ctx->llcf;
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_langfuse_module);
 
     ngx_memzero(&span, sizeof(ngx_lf_span_t));

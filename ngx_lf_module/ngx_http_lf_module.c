@@ -289,6 +289,7 @@ ngx_http_lf_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 
     cln->handler = ngx_http_lf_ctx_cleanup;
 
+    ctx->llcf = llcf;
     ctx->rec.dialect = llcf->dialect;
 
     if (ctx->rec.dialect == NGX_LF_DIALECT_AUTO) {

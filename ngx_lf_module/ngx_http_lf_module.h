@@ -143,6 +143,7 @@ typedef struct {
 
 typedef struct {
     ngx_lf_record_t             rec;
+    ngx_http_lf_loc_conf_t     *llcf;       /* of the traced location */
     ngx_lf_parser_t            *request_parser;
     ngx_lf_parser_t            *response_parser;
     ngx_lf_decode_t             decode;

@@ -23,6 +23,9 @@ static int ngx_lf_request_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
     const u_char *v, size_t len);
 static int ngx_lf_request_param(ngx_lf_parser_t *p, ngx_lf_json_t *j,
     const char *key, ngx_lf_json_type_e type, const u_char *v, size_t len);
+static int ngx_lf_param_set(ngx_lf_parser_t *p, ngx_lf_param_t *param,
+    ngx_lf_json_type_e type, const u_char *v, size_t len);
+static void ngx_lf_params_write(ngx_lf_parser_t *p);
 static int ngx_lf_response_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
     const u_char *v, size_t len);
 static ngx_lf_dialect_e ngx_lf_sniff(ngx_lf_json_t *j,
@@ -192,13 +195,10 @@ ngx_lf_request_parser_create(ngx_lf_record_t *rec)
 
     ngx_lf_buf_init(&p->scratch, NGX_LF_PARAMS_MAX);
 
-    p->params = yajl_gen_alloc(NULL);
-    if (p->params == NULL) {
-        free(p);
-        return NULL;
-    }
+    p->params = calloc(NGX_LF_PARAMS_KEYS, sizeof(ngx_lf_param_t));
+    p->gen = yajl_gen_alloc(NULL);
 
-    if (yajl_gen_map_open(p->params) != yajl_gen_status_ok
+    if (p->params == NULL || p->gen == NULL
         || ngx_lf_json_init(&p->json, ngx_lf_request_value, p,
                             2 * rec->input.max + 65536)
            != 0)
@@ -286,9 +286,7 @@ ngx_lf_parser_feed(ngx_lf_parser_t *p, const u_char *data, size_t len)
 int
 ngx_lf_parser_finish(ngx_lf_parser_t *p)
 {
-    size_t            len;
     ngx_lf_record_t  *rec;
-    const u_char     *buf;
 
     rec = p->rec;
 
@@ -337,14 +335,7 @@ ngx_lf_parser_finish(ngx_lf_parser_t *p)
 
     if (p->request) {
         rec->request_parsed = 1;
-
-        if (p->nparams
-            && yajl_gen_map_close(p->params) == yajl_gen_status_ok
-            && yajl_gen_get_buf(p->params, &buf, &len)
-               == yajl_gen_status_ok)
-        {
-            ngx_lf_set(&rec->params, buf, len);
-        }
+        ngx_lf_params_write(p);
     }
 
     return 0;
@@ -354,6 +345,8 @@ ngx_lf_parser_finish(ngx_lf_parser_t *p)
 void
 ngx_lf_parser_destroy(ngx_lf_parser_t *p)
 {
+    unsigned    i;
+
     if (p == NULL) {
         return;
     }
@@ -365,7 +358,15 @@ ngx_lf_parser_destroy(ngx_lf_parser_t *p)
     }
 
     if (p->params) {
-        yajl_gen_free(p->params);
+        for (i = 0; i < p->nparams; i++) {
+            ngx_lf_buf_free(&p->params[i].value);
+        }
+
+        free(p->params);
+    }
+
+    if (p->gen) {
+        yajl_gen_free(p->gen);
     }
 
     ngx_lf_buf_free(&p->scratch);
@@ -414,19 +415,14 @@ ngx_lf_request_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
 
     if (type == NGX_LF_JSON_MAP_END || type == NGX_LF_JSON_ARRAY_END) {
 
-        if (p->param_capture) {
-            /* a container parameter was captured: keep it as text */
-            p->param_capture = 0;
-
-            if (!p->scratch.truncated
-                && yajl_gen_string(p->params, p->key, p->key_len)
-                   == yajl_gen_status_ok
-                && ngx_lf_json_gen_string(p->params, p->scratch.data,
-                                          p->scratch.len)
-                   == 0)
-            {
-                p->nparams++;
+        if (p->param) {
+            /* a container parameter was captured: it is kept as text */
+            if (!p->scratch.truncated) {
+                (void) ngx_lf_param_set(p, p->param, NGX_LF_JSON_STRING,
+                                        p->scratch.data, p->scratch.len);
             }
+
+            p->param = NULL;
         }
 
         return 0;
@@ -543,57 +539,136 @@ static int
 ngx_lf_request_param(ngx_lf_parser_t *p, ngx_lf_json_t *j,
     const char *key, ngx_lf_json_type_e type, const u_char *v, size_t len)
 {
-    size_t            n, glen;
-    yajl_gen_status   st;
-    const u_char     *gbuf;
+    size_t           n;
+    unsigned         i;
+    ngx_lf_param_t  *param;
 
     n = strlen(key);
 
-    if (n >= NGX_LF_KEY_MAX
-        || yajl_gen_get_buf(p->params, &gbuf, &glen) != yajl_gen_status_ok
-        || glen > NGX_LF_PARAMS_MAX)
-    {
+    if (n >= NGX_LF_KEY_MAX) {
         return 0;
+    }
+
+    for (i = 0; i < p->nparams; i++) {
+        if (p->params[i].key_len == n && memcmp(p->params[i].key, key, n) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == NGX_LF_PARAMS_KEYS) {
+        return 0;
+    }
+
+    param = &p->params[i];
+
+    if (i == p->nparams) {
+        p->nparams++;
+        memcpy(param->key, key, n);
+        param->key_len = n;
+        ngx_lf_buf_init(&param->value, NGX_LF_PARAMS_MAX);
     }
 
     if (type == NGX_LF_JSON_MAP_START || type == NGX_LF_JSON_ARRAY_START) {
-        memcpy(p->key, key, n);
-        p->key_len = n;
-        p->param_capture = 1;
-
+        p->param = param;
         return ngx_lf_json_capture(j, &p->scratch) == 0 ? 0 : 1;
     }
 
-    st = yajl_gen_string(p->params, (const u_char *) key, n);
-    if (st != yajl_gen_status_ok) {
-        return 0;
-    }
+    (void) ngx_lf_param_set(p, param, type, v, len);
+
+    return 0;
+}
+
+
+/* the value as JSON text, within the budget of all parameters */
+
+static int
+ngx_lf_param_set(ngx_lf_parser_t *p, ngx_lf_param_t *param,
+    ngx_lf_json_type_e type, const u_char *v, size_t len)
+{
+    size_t           glen;
+    const u_char    *gbuf;
+    yajl_gen_status  st;
+
+    yajl_gen_reset(p->gen, NULL);
+    yajl_gen_clear(p->gen);
 
     switch (type) {
 
     case NGX_LF_JSON_NULL:
-        st = yajl_gen_null(p->params);
+        st = yajl_gen_null(p->gen);
         break;
 
     case NGX_LF_JSON_BOOL:
-        st = yajl_gen_bool(p->params, len);
+        st = yajl_gen_bool(p->gen, len);
         break;
 
     case NGX_LF_JSON_NUMBER:
-        st = yajl_gen_number(p->params, (const char *) v, len);
+        st = yajl_gen_number(p->gen, (const char *) v, len);
         break;
 
     default: /* NGX_LF_JSON_STRING */
-        st = ngx_lf_json_gen_string(p->params, v, len) == 0
+        st = ngx_lf_json_gen_string(p->gen, v, len) == 0
              ? yajl_gen_status_ok : yajl_gen_invalid_string;
         break;
     }
 
-    if (st == yajl_gen_status_ok) {
-        p->nparams++;
+    if (st != yajl_gen_status_ok
+        || yajl_gen_get_buf(p->gen, &gbuf, &glen) != yajl_gen_status_ok
+        || p->params_size - param->value.len + glen > NGX_LF_PARAMS_MAX)
+    {
+        return -1;
     }
 
+    p->params_size = p->params_size - param->value.len + glen;
+    ngx_lf_set(&param->value, gbuf, glen);
+
     return 0;
+}
+
+
+static void
+ngx_lf_params_write(ngx_lf_parser_t *p)
+{
+    size_t           len;
+    unsigned         i, n;
+    const u_char    *buf;
+    ngx_lf_param_t  *param;
+
+    yajl_gen_reset(p->gen, NULL);
+    yajl_gen_clear(p->gen);
+
+    if (yajl_gen_map_open(p->gen) != yajl_gen_status_ok) {
+        return;
+    }
+
+    n = 0;
+
+    for (i = 0; i < p->nparams; i++) {
+        param = &p->params[i];
+
+        if (param->value.len == 0) {
+            /* over the budget, or a container cut at its cap */
+            continue;
+        }
+
+        if (yajl_gen_string(p->gen, param->key, param->key_len)
+            != yajl_gen_status_ok
+            || ngx_lf_json_replay(p->gen, param->value.data,
+                                  param->value.len)
+               != 0)
+        {
+            return;
+        }
+
+        n++;
+    }
+
+    if (n && yajl_gen_map_close(p->gen) == yajl_gen_status_ok
+        && yajl_gen_get_buf(p->gen, &buf, &len) == yajl_gen_status_ok)
+    {
+        ngx_lf_set(&p->rec->params, buf, len);
+    }
 }
 
 

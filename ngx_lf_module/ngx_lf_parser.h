@@ -18,6 +18,7 @@
 
 #define NGX_LF_KEY_MAX          64
 #define NGX_LF_EVENT_MAX        64
+#define NGX_LF_PARAMS_KEYS      64
 
 
 typedef enum {
@@ -42,6 +43,14 @@ typedef struct {
 } ngx_lf_usage_path_t;
 
 
+/* one model parameter: its key, and its value as JSON text */
+typedef struct {
+    u_char                  key[NGX_LF_KEY_MAX];
+    size_t                  key_len;
+    ngx_lf_buf_t            value;
+} ngx_lf_param_t;
+
+
 /* one value of a response body (or of one event of a stream) */
 typedef int (*ngx_lf_response_pt)(ngx_lf_parser_t *p, ngx_lf_json_t *j,
     ngx_lf_json_type_e type, const u_char *v, size_t len);
@@ -60,14 +69,15 @@ struct ngx_lf_parser_s {
     ngx_lf_json_t           json;
     ngx_lf_sse_t            sse;
 
-    /* request: the model parameters object under construction */
-    yajl_gen                params;
+    /* request: the model parameters, a repeated key keeping its last */
+    ngx_lf_param_t         *params;
+    unsigned                nparams;
+    size_t                  params_size;
+    ngx_lf_param_t         *param;      /* the container being captured */
+    yajl_gen                gen;
     ngx_lf_buf_t            scratch;
-    u_char                  key[NGX_LF_KEY_MAX];
-    size_t                  key_len;
     u_char                  params_key[NGX_LF_KEY_MAX];
     size_t                  params_key_len;
-    unsigned                nparams;
 
     /* response: where inside choices, items and tool calls it is */
     int64_t                 choice;
@@ -101,7 +111,6 @@ struct ngx_lf_parser_s {
     unsigned                use_sse:1;
     unsigned                finishing:1;    /* the stream has ended */
     unsigned                failed:1;
-    unsigned                param_capture:1;
 
     uint64_t                bad_events;
     char                    error[160];

@@ -132,3 +132,34 @@ def test_oversized_event_is_trimmed_not_dropped(nginx, upstream, sink):
         args = c["function"]["arguments"]
         assert 0 < len(args) < 300000 and set(args) == {"a"}
     assert sum(len(str(v)) for v in attrs.values()) < 1024 * 1024
+
+
+def test_error_page_into_untraced_location_keeps_the_trace(
+        nginx, upstream, sink):
+    ng = nginx("""
+server {
+    listen 127.0.0.1:@PORT@;
+    location / {
+        @LF@
+        proxy_intercept_errors on;
+        error_page 500 /fallback;
+        proxy_pass @UP@;
+    }
+    location = /fallback {
+        default_type text/plain;
+        add_header X-Trace-Id $langfuse_trace_id always;
+        return 200 "sorry";
+    }
+}
+""")
+    case = Case(status=500, body=b'{"error":{"message":"boom"}}')
+    r = ng.post(PATH, REQ, case=upstream.add(case))
+    assert r.status == 500 and r.body == b"sorry"
+
+    attrs = sink.span_for(r.trace_id)["attributes"]
+    assert attrs["langfuse.observation.level"] == "ERROR"
+    assert attrs["langfuse.observation.status_message"] == \
+        "upstream status 500"
+    assert json.loads(attrs["langfuse.observation.input"]) == \
+        REQ["messages"]
+    assert json.loads(attrs[OUTPUT]) == "sorry"

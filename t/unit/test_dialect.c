@@ -566,6 +566,47 @@ feed_str(ngx_lf_parser_t *p, const char *s)
 
 
 static void
+test_request_repeated_keys(void)
+{
+    ngx_lf_parser_t  *p;
+    ngx_lf_record_t   rec;
+    static const char  body[] =
+        "{\"model\":\"a\",\"temperature\":1,\"top_p\":0.5,"
+        "\"temperature\":2,\"model\":\"b\",\"stop\":[\"x\"],"
+        "\"stop\":\"y\"}";
+
+    UNIT_CONTEXT("repeated request keys");
+
+    ngx_lf_record_init(&rec, 1024 * 1024);
+    rec.dialect = NGX_LF_DIALECT_OPENAI_CHAT;
+
+    p = ngx_lf_request_parser_create(&rec);
+    feed_str(p, body);
+    UNIT_CHECK(ngx_lf_parser_finish(p) == 0);
+    ngx_lf_parser_destroy(p);
+
+    /* the last value of a key, in the place of its first */
+    check_str(&rec.request_model, "b");
+    check_str(&rec.params, "{\"temperature\":2,\"top_p\":0.5,"
+              "\"stop\":\"y\"}");
+
+    ngx_lf_record_free(&rec);
+
+    UNIT_CONTEXT("request body that is no object");
+
+    ngx_lf_record_init(&rec, 1024 * 1024);
+    p = ngx_lf_request_parser_create(&rec);
+    feed_str(p, "[1,2,3]");
+    UNIT_CHECK(ngx_lf_parser_finish(p) == 0);
+    ngx_lf_parser_destroy(p);
+
+    check_str(&rec.params, "");
+
+    ngx_lf_record_free(&rec);
+}
+
+
+static void
 test_limits(void)
 {
     size_t            i, n;
@@ -690,6 +731,7 @@ main(void)
 {
     test_responses();
     test_request();
+    test_request_repeated_keys();
     test_limits();
     test_event();
 
