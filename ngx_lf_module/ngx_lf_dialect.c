@@ -652,8 +652,7 @@ ngx_lf_params_write(ngx_lf_parser_t *p)
             continue;
         }
 
-        if (yajl_gen_string(p->gen, param->key, param->key_len)
-            != yajl_gen_status_ok
+        if (ngx_lf_json_gen_string(p->gen, param->key, param->key_len) != 0
             || ngx_lf_json_replay(p->gen, param->value.data,
                                   param->value.len)
                != 0)
