@@ -687,16 +687,22 @@ ngx_lf_response_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
 
     dialect = ngx_lf_dialect(p->rec);
 
-    if (dialect->response == NULL) {
-        /* no path told: the body's shape does */
+    if (!p->rec->shape_known && j->depth <= 2) {
+        /*
+         * the body's shape confirms the dialect the path told, or tells
+         * it when the path did not; a body of another known shape wins
+         */
         d = ngx_lf_sniff(j, type, v, len);
 
-        if (d == NGX_LF_DIALECT_UNKNOWN) {
-            return 0;
+        if (d != NGX_LF_DIALECT_UNKNOWN) {
+            p->rec->shape_known = 1;
+            p->rec->dialect = d;
+            dialect = ngx_lf_dialects[d];
         }
+    }
 
-        p->rec->dialect = d;
-        dialect = ngx_lf_dialects[d];
+    if (dialect->response == NULL) {
+        return 0;
     }
 
     return dialect->response(p, j, type, v, len);

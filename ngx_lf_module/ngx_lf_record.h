@@ -96,6 +96,7 @@ typedef struct {
     unsigned                error_event:1;      /* error inside a stream */
     unsigned                content_seen:1;     /* first token arrived */
     unsigned                output_unknown:1;   /* body not readable */
+    unsigned                shape_known:1;      /* the body told its API */
     unsigned                tool_calls_dropped:1;   /* over the maximum */
 } ngx_lf_record_t;
 

@@ -388,6 +388,16 @@ static const case_t  cases[] = {
       .model = "", .output = "final", .reasoning = "", .finish = "",
       .error = "", .input = UNSET, .output_tokens = UNSET, .total = UNSET,
       .cached = UNSET, .reasoning_tokens = UNSET },
+{ .name = "anthropic body on a chat completions path",
+      .dialect = NGX_LF_DIALECT_OPENAI_CHAT, .incremental = -1,
+      .body = "{\"id\":\"msg_9\",\"type\":\"message\",\"model\":\"claude\","
+      "\"content\":[{\"type\":\"text\",\"text\":\"via a proxy\"}],"
+      "\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":4,"
+      "\"output_tokens\":3}}",
+      .model = "claude", .output = "via a proxy", .reasoning = "",
+      .finish = "end_turn", .error = "", .input = 4, .output_tokens = 3,
+      .total = UNSET, .cached = UNSET, .reasoning_tokens = UNSET,
+      .sniffed = NGX_LF_DIALECT_ANTHROPIC },
 };
 
 
