@@ -490,10 +490,33 @@ test_responses(void)
 
 
 static void
+parse_request(ngx_lf_record_t *rec, int dialect, const char *body,
+    size_t piece)
+{
+    size_t            len, off, n;
+    ngx_lf_parser_t  *p;
+
+    ngx_lf_record_init(rec, 1024 * 1024);
+    rec->dialect = dialect;
+
+    p = ngx_lf_request_parser_create(rec);
+    len = strlen(body);
+
+    for (off = 0; off < len; off += n) {
+        n = piece ? piece : len;
+        n = n > len - off ? len - off : n;
+        (void) ngx_lf_parser_feed(p, (const u_char *) body + off, n);
+    }
+
+    UNIT_CHECK(ngx_lf_parser_finish(p) == 0);
+    ngx_lf_parser_destroy(p);
+}
+
+
+static void
 test_request(void)
 {
-    size_t            len, off, n, piece;
-    ngx_lf_parser_t  *p;
+    size_t            piece;
     ngx_lf_record_t   rec;
     static const char  body[] =
         "{\"model\":\"qwen-plus\",\"stream\":true,\"temperature\":0.7,"
@@ -510,20 +533,7 @@ test_request(void)
     for (piece = 0; piece <= 7; piece++) {
         UNIT_CONTEXT("openai request, pieces of %zu", piece);
 
-        ngx_lf_record_init(&rec, 1024 * 1024);
-        rec.dialect = NGX_LF_DIALECT_OPENAI_CHAT;
-
-        p = ngx_lf_request_parser_create(&rec);
-        len = sizeof(body) - 1;
-
-        for (off = 0; off < len; off += n) {
-            n = piece ? piece : len;
-            n = n > len - off ? len - off : n;
-            (void) ngx_lf_parser_feed(p, (const u_char *) body + off, n);
-        }
-
-        UNIT_CHECK(ngx_lf_parser_finish(p) == 0);
-        ngx_lf_parser_destroy(p);
+        parse_request(&rec, NGX_LF_DIALECT_OPENAI_CHAT, body, piece);
 
         check_str(&rec.request_model, "qwen-plus");
         check_str(&rec.user, "u-7");
@@ -540,21 +550,7 @@ test_request(void)
 
         UNIT_CONTEXT("dashscope request, pieces of %zu", piece);
 
-        ngx_lf_record_init(&rec, 1024 * 1024);
-        rec.dialect = NGX_LF_DIALECT_DASHSCOPE;
-
-        p = ngx_lf_request_parser_create(&rec);
-        len = sizeof(dashscope) - 1;
-
-        for (off = 0; off < len; off += n) {
-            n = piece ? piece : len;
-            n = n > len - off ? len - off : n;
-            (void) ngx_lf_parser_feed(p, (const u_char *) dashscope + off,
-                                      n);
-        }
-
-        UNIT_CHECK(ngx_lf_parser_finish(p) == 0);
-        ngx_lf_parser_destroy(p);
+        parse_request(&rec, NGX_LF_DIALECT_DASHSCOPE, dashscope, piece);
 
         check_str(&rec.request_model, "qwen-max");
         check_str(&rec.input, "{\"messages\":[{\"role\":\"user\","
@@ -578,7 +574,6 @@ feed_str(ngx_lf_parser_t *p, const char *s)
 static void
 test_request_repeated_keys(void)
 {
-    ngx_lf_parser_t  *p;
     ngx_lf_record_t   rec;
     static const char  body[] =
         "{\"model\":\"a\",\"temperature\":1,\"top_p\":0.5,"
@@ -587,13 +582,7 @@ test_request_repeated_keys(void)
 
     UNIT_CONTEXT("repeated request keys");
 
-    ngx_lf_record_init(&rec, 1024 * 1024);
-    rec.dialect = NGX_LF_DIALECT_OPENAI_CHAT;
-
-    p = ngx_lf_request_parser_create(&rec);
-    feed_str(p, body);
-    UNIT_CHECK(ngx_lf_parser_finish(p) == 0);
-    ngx_lf_parser_destroy(p);
+    parse_request(&rec, NGX_LF_DIALECT_OPENAI_CHAT, body, 0);
 
     /* the last value of a key, in the place of its first */
     check_str(&rec.request_model, "b");
@@ -604,11 +593,7 @@ test_request_repeated_keys(void)
 
     UNIT_CONTEXT("request body that is no object");
 
-    ngx_lf_record_init(&rec, 1024 * 1024);
-    p = ngx_lf_request_parser_create(&rec);
-    feed_str(p, "[1,2,3]");
-    UNIT_CHECK(ngx_lf_parser_finish(p) == 0);
-    ngx_lf_parser_destroy(p);
+    parse_request(&rec, NGX_LF_DIALECT_OPENAI_CHAT, "[1,2,3]", 0);
 
     check_str(&rec.params, "");
 
