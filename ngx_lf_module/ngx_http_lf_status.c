@@ -35,6 +35,9 @@ static ngx_int_t ngx_http_lf_status_json(ngx_http_request_t *r,
 static ngx_int_t ngx_http_lf_status_prometheus(ngx_http_request_t *r,
     ngx_http_lf_main_conf_t *lmcf, ngx_http_lf_shctx_t *snap,
     ngx_buf_t *b);
+static unsigned ngx_http_lf_status_key(yajl_gen g, const char *key);
+static unsigned ngx_http_lf_status_string(yajl_gen g, u_char *p,
+    size_t len);
 static u_char *ngx_http_lf_status_labels(u_char *p, u_char *last,
     ngx_http_lf_dest_t *dest, uint32_t id);
 
@@ -181,6 +184,7 @@ ngx_http_lf_status_json(ngx_http_request_t *r,
     size_t                  len;
     yajl_gen                g;
     ngx_int_t               rc;
+    unsigned                gs;
     ngx_uint_t              i, k, n;
     const u_char           *text;
     ngx_http_lf_dest_t     *dest;
@@ -199,27 +203,27 @@ ngx_http_lf_status_json(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    yajl_gen_map_open(g);
+    gs = yajl_gen_map_open(g);
 
-    yajl_gen_string(g, (u_char *) "version", 7);
-    yajl_gen_string(g, (u_char *) NGX_LF_VERSION,
+    gs |= yajl_gen_string(g, (u_char *) "version", 7);
+    gs |= yajl_gen_string(g, (u_char *) NGX_LF_VERSION,
                     sizeof(NGX_LF_VERSION) - 1);
 
-    yajl_gen_string(g, (u_char *) "queue", 5);
-    yajl_gen_map_open(g);
-    yajl_gen_string(g, (u_char *) "events", 6);
-    yajl_gen_integer(g, snap->count);
-    yajl_gen_string(g, (u_char *) "bytes", 5);
-    yajl_gen_integer(g, snap->bytes);
-    yajl_gen_string(g, (u_char *) "size", 4);
-    yajl_gen_integer(g, lmcf->shm_zone ? lmcf->shm_zone->shm.size : 0);
-    yajl_gen_string(g, (u_char *) "free", 4);
-    yajl_gen_integer(g, lmcf->shpool ? lmcf->shpool->pfree * ngx_pagesize
+    gs |= yajl_gen_string(g, (u_char *) "queue", 5);
+    gs |= yajl_gen_map_open(g);
+    gs |= yajl_gen_string(g, (u_char *) "events", 6);
+    gs |= yajl_gen_integer(g, snap->count);
+    gs |= yajl_gen_string(g, (u_char *) "bytes", 5);
+    gs |= yajl_gen_integer(g, snap->bytes);
+    gs |= yajl_gen_string(g, (u_char *) "size", 4);
+    gs |= yajl_gen_integer(g, lmcf->shm_zone ? lmcf->shm_zone->shm.size : 0);
+    gs |= yajl_gen_string(g, (u_char *) "free", 4);
+    gs |= yajl_gen_integer(g, lmcf->shpool ? lmcf->shpool->pfree * ngx_pagesize
                                      : 0);
-    yajl_gen_map_close(g);
+    gs |= yajl_gen_map_close(g);
 
-    yajl_gen_string(g, (u_char *) "destinations", 12);
-    yajl_gen_array_open(g);
+    gs |= yajl_gen_string(g, (u_char *) "destinations", 12);
+    gs |= yajl_gen_array_open(g);
 
     n = ngx_min(snap->ndests, NGX_HTTP_LF_MAX_DESTS);
 
@@ -227,80 +231,83 @@ ngx_http_lf_status_json(ngx_http_request_t *r,
         st = &snap->dests[i];
         dest = ngx_http_lf_find_dest(lmcf, st->dest);
 
-        yajl_gen_map_open(g);
+        gs |= yajl_gen_map_open(g);
 
-        yajl_gen_string(g, (u_char *) "endpoint", 8);
+        gs |= ngx_http_lf_status_key(g, "endpoint");
 
         if (dest) {
-            (void) ngx_lf_json_gen_string(g, dest->url.data, dest->url.len);
-            yajl_gen_string(g, (u_char *) "public_key", 10);
-            (void) ngx_lf_json_gen_string(g, dest->public_key.data,
-                                          dest->public_key.len);
-            yajl_gen_string(g, (u_char *) "protocol", 8);
-            yajl_gen_string(g, (u_char *) (dest->protocol
-                                           == NGX_LF_PROTO_OTLP
-                                           ? "otlp" : "ingestion"),
-                            dest->protocol == NGX_LF_PROTO_OTLP ? 4 : 9);
+            gs |= ngx_http_lf_status_string(g, dest->url.data,
+                                            dest->url.len);
+            gs |= ngx_http_lf_status_key(g, "public_key");
+            gs |= ngx_http_lf_status_string(g, dest->public_key.data,
+                                            dest->public_key.len);
+            gs |= ngx_http_lf_status_key(g, "protocol");
+            gs |= ngx_http_lf_status_key(g, dest->protocol
+                                            == NGX_LF_PROTO_OTLP
+                                            ? "otlp" : "ingestion");
 
         } else {
             /* configured before a reload that removed it */
-            yajl_gen_null(g);
+            gs |= yajl_gen_null(g);
         }
 
         for (c = ngx_http_lf_event_counters; c->name; c++) {
-            yajl_gen_string(g, (u_char *) c->name, ngx_strlen(c->name));
-            yajl_gen_integer(g, *(uint64_t *) ((u_char *) st + c->offset));
+            gs |= ngx_http_lf_status_key(g, c->name);
+            gs |= yajl_gen_integer(g,
+                                   *(uint64_t *) ((u_char *) st + c->offset));
         }
 
         for (k = 0; k < 4; k++) {
-            yajl_gen_string(g, (u_char *) groups[k], ngx_strlen(groups[k]));
-            yajl_gen_map_open(g);
+            gs |= ngx_http_lf_status_key(g, groups[k]);
+            gs |= yajl_gen_map_open(g);
 
             for (c = lists[k]; c->name; c++) {
-                yajl_gen_string(g, (u_char *) c->name, ngx_strlen(c->name));
-                yajl_gen_integer(g,
-                                 *(uint64_t *) ((u_char *) st + c->offset));
+                gs |= ngx_http_lf_status_key(g, c->name);
+                gs |= yajl_gen_integer(g,
+                                   *(uint64_t *) ((u_char *) st + c->offset));
             }
 
-            yajl_gen_map_close(g);
+            gs |= yajl_gen_map_close(g);
         }
 
-        yajl_gen_string(g, (u_char *) "in_flight", 9);
-        yajl_gen_integer(g, st->in_flight);
+        gs |= yajl_gen_string(g, (u_char *) "in_flight", 9);
+        gs |= yajl_gen_integer(g, st->in_flight);
 
-        yajl_gen_string(g, (u_char *) "last_success", 12);
+        gs |= yajl_gen_string(g, (u_char *) "last_success", 12);
 
         if (st->last_success) {
-            yajl_gen_integer(g, st->last_success);
+            gs |= yajl_gen_integer(g, st->last_success);
 
         } else {
-            yajl_gen_null(g);
+            gs |= yajl_gen_null(g);
         }
 
-        yajl_gen_string(g, (u_char *) "last_error", 10);
+        gs |= yajl_gen_string(g, (u_char *) "last_error", 10);
 
         if (st->last_failure) {
-            yajl_gen_map_open(g);
-            yajl_gen_string(g, (u_char *) "time", 4);
-            yajl_gen_integer(g, st->last_failure);
-            yajl_gen_string(g, (u_char *) "message", 7);
-            (void) ngx_lf_json_gen_string(g, st->last_error,
-                                          st->last_error_len);
-            yajl_gen_map_close(g);
+            gs |= yajl_gen_map_open(g);
+            gs |= yajl_gen_string(g, (u_char *) "time", 4);
+            gs |= yajl_gen_integer(g, st->last_failure);
+            gs |= yajl_gen_string(g, (u_char *) "message", 7);
+            gs |= ngx_http_lf_status_string(g, st->last_error,
+                                            st->last_error_len);
+            gs |= yajl_gen_map_close(g);
 
         } else {
-            yajl_gen_null(g);
+            gs |= yajl_gen_null(g);
         }
 
-        yajl_gen_map_close(g);
+        gs |= yajl_gen_map_close(g);
     }
 
-    yajl_gen_array_close(g);
-    yajl_gen_map_close(g);
+    gs |= yajl_gen_array_close(g);
+    gs |= yajl_gen_map_close(g);
 
     rc = NGX_ERROR;
 
-    if (yajl_gen_get_buf(g, &text, &len) == yajl_gen_status_ok
+    /* every status was or-ed into gs: one failure fails the page */
+    if (gs == yajl_gen_status_ok
+        && yajl_gen_get_buf(g, &text, &len) == yajl_gen_status_ok
         && len + 1 <= (size_t) (b->end - b->last))
     {
         b->last = ngx_cpymem(b->last, text, len);
@@ -416,6 +423,21 @@ ngx_http_lf_status_prometheus(ngx_http_request_t *r,
     b->last = p;
 
     return NGX_OK;
+}
+
+
+static unsigned
+ngx_http_lf_status_key(yajl_gen g, const char *key)
+{
+    return yajl_gen_string(g, (const u_char *) key, ngx_strlen(key));
+}
+
+
+static unsigned
+ngx_http_lf_status_string(yajl_gen g, u_char *p, size_t len)
+{
+    return ngx_lf_json_gen_string(g, p, len) == 0 ? yajl_gen_status_ok
+                                                  : yajl_gen_invalid_string;
 }
 
 
