@@ -205,24 +205,25 @@ ngx_http_lf_status_json(ngx_http_request_t *r,
 
     gs = yajl_gen_map_open(g);
 
-    gs |= yajl_gen_string(g, (u_char *) "version", 7);
-    gs |= yajl_gen_string(g, (u_char *) NGX_LF_VERSION,
-                    sizeof(NGX_LF_VERSION) - 1);
+    gs |= ngx_http_lf_status_key(g, "version");
+    gs |= ngx_http_lf_status_key(g, NGX_LF_VERSION);
 
-    gs |= yajl_gen_string(g, (u_char *) "queue", 5);
+    gs |= ngx_http_lf_status_key(g, "queue");
     gs |= yajl_gen_map_open(g);
-    gs |= yajl_gen_string(g, (u_char *) "events", 6);
+    gs |= ngx_http_lf_status_key(g, "events");
     gs |= yajl_gen_integer(g, snap->count);
-    gs |= yajl_gen_string(g, (u_char *) "bytes", 5);
+    gs |= ngx_http_lf_status_key(g, "bytes");
     gs |= yajl_gen_integer(g, snap->bytes);
-    gs |= yajl_gen_string(g, (u_char *) "size", 4);
-    gs |= yajl_gen_integer(g, lmcf->shm_zone ? lmcf->shm_zone->shm.size : 0);
-    gs |= yajl_gen_string(g, (u_char *) "free", 4);
-    gs |= yajl_gen_integer(g, lmcf->shpool ? lmcf->shpool->pfree * ngx_pagesize
-                                     : 0);
+    gs |= ngx_http_lf_status_key(g, "size");
+    gs |= yajl_gen_integer(g, lmcf->shm_zone ? lmcf->shm_zone->shm.size
+                                             : 0);
+    gs |= ngx_http_lf_status_key(g, "free");
+    gs |= yajl_gen_integer(g, lmcf->shpool ? lmcf->shpool->pfree
+                                             * ngx_pagesize
+                                           : 0);
     gs |= yajl_gen_map_close(g);
 
-    gs |= yajl_gen_string(g, (u_char *) "destinations", 12);
+    gs |= ngx_http_lf_status_key(g, "destinations");
     gs |= yajl_gen_array_open(g);
 
     n = ngx_min(snap->ndests, NGX_HTTP_LF_MAX_DESTS);
@@ -270,10 +271,10 @@ ngx_http_lf_status_json(ngx_http_request_t *r,
             gs |= yajl_gen_map_close(g);
         }
 
-        gs |= yajl_gen_string(g, (u_char *) "in_flight", 9);
+        gs |= ngx_http_lf_status_key(g, "in_flight");
         gs |= yajl_gen_integer(g, st->in_flight);
 
-        gs |= yajl_gen_string(g, (u_char *) "last_success", 12);
+        gs |= ngx_http_lf_status_key(g, "last_success");
 
         if (st->last_success) {
             gs |= yajl_gen_integer(g, st->last_success);
@@ -282,13 +283,13 @@ ngx_http_lf_status_json(ngx_http_request_t *r,
             gs |= yajl_gen_null(g);
         }
 
-        gs |= yajl_gen_string(g, (u_char *) "last_error", 10);
+        gs |= ngx_http_lf_status_key(g, "last_error");
 
         if (st->last_failure) {
             gs |= yajl_gen_map_open(g);
-            gs |= yajl_gen_string(g, (u_char *) "time", 4);
+            gs |= ngx_http_lf_status_key(g, "time");
             gs |= yajl_gen_integer(g, st->last_failure);
-            gs |= yajl_gen_string(g, (u_char *) "message", 7);
+            gs |= ngx_http_lf_status_key(g, "message");
             gs |= ngx_http_lf_status_string(g, st->last_error,
                                             st->last_error_len);
             gs |= yajl_gen_map_close(g);
