@@ -7,6 +7,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from upstream import Case, openai_json
 
 PATH = "/v1/chat/completions"
@@ -106,6 +108,8 @@ def test_error_storm_then_recovery_loses_nothing(nginx, upstream, sink):
     sink.assert_exactly_once(ids, timeout=30)
 
 
+@pytest.mark.skipif(bool(os.environ.get("LF_MEMCHECK")),
+                    reason="a memory checker's quarantine grows the RSS")
 def test_worker_memory_stays_flat(nginx, upstream, sink):
     """guarantee: no growth per call once warm"""
     ng = nginx(CONF, workers=1, flush_interval="100ms")
