@@ -34,6 +34,8 @@ static int ngx_lf_sse_event(void *ctx, const u_char *event,
     size_t event_len, const u_char *data, size_t data_len,
     int data_truncated);
 static int ngx_lf_sse_event_cut(const u_char *data, size_t len);
+static void ngx_lf_tool_value(ngx_lf_parser_t *p, const char *rest,
+    ngx_lf_json_type_e type, const u_char *v, size_t len);
 static void ngx_lf_tool_element(ngx_lf_parser_t *p, ngx_lf_json_t *j,
     ngx_lf_json_type_e type);
 static int ngx_lf_ends_with(const u_char *p, size_t len, const char *s);
@@ -946,7 +948,9 @@ ngx_lf_tool_slot(ngx_lf_parser_t *p, int64_t key)
 }
 
 
-void
+/* a member of an OpenAI-shaped "tool_calls[]" element */
+
+static void
 ngx_lf_tool_value(ngx_lf_parser_t *p, const char *rest,
     ngx_lf_json_type_e type, const u_char *v, size_t len)
 {

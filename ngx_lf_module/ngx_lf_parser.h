@@ -137,9 +137,6 @@ int ngx_lf_usage(ngx_lf_record_t *rec, const ngx_lf_usage_path_t *paths,
     size_t len);
 /* the tool call slot for a provider's own index (or position) */
 ngx_lf_tool_call_t *ngx_lf_tool_slot(ngx_lf_parser_t *p, int64_t key);
-/* a tool call member inside an OpenAI-shaped "tool_calls[]" element */
-void ngx_lf_tool_value(ngx_lf_parser_t *p, const char *rest,
-    ngx_lf_json_type_e type, const u_char *v, size_t len);
 /* an OpenAI-shaped choice: rest is what follows "choices[]" */
 void ngx_lf_choice_value(ngx_lf_parser_t *p, ngx_lf_json_t *j,
     const char *rest, ngx_lf_json_type_e type, const u_char *v, size_t len);
