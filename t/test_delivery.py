@@ -5,29 +5,17 @@ too large is split, and an outage loses nothing that fits the queue."""
 import re
 import time
 
-from lfcheck import OUTPUT, assistant, jattr
-from upstream import Case, openai_json
+from lfcheck import (CHAT_PATH, CHAT_REQ, OUTPUT, TRACED, assistant,
+                     jattr, send_chat)
 
-PATH = "/v1/chat/completions"
-REQ = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
-
-CONF = """
-server {
-    listen 127.0.0.1:@PORT@;
-    location / { @LF@ proxy_pass @UP@; }
-}
-"""
+PATH, REQ, CONF = CHAT_PATH, CHAT_REQ, TRACED
 
 
 def logged(ng, pattern):
     return re.search(pattern, ng.read_error_log()) is not None
 
 
-def send(ng, upstream, text):
-    case = Case(body=openai_json(content=text))
-    r = ng.post(PATH, REQ, case=upstream.add(case))
-    assert r.status == 200 and r.body == case.wire_body
-    return r.trace_id
+send = send_chat
 
 
 def test_temporary_failures_are_retried_with_identical_bytes(

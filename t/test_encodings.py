@@ -1,18 +1,10 @@
 """Response encodings the module cannot decode: the client gets its
 bytes, the call is still traced as complete, without an output."""
 
-from lfcheck import OUTPUT
+from lfcheck import CHAT_PATH, CHAT_REQ, OUTPUT, TRACED
 from upstream import Case
 
-PATH = "/v1/chat/completions"
-REQ = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
-
-CONF = """
-server {
-    listen 127.0.0.1:@PORT@;
-    location / { @LF@ proxy_pass @UP@; }
-}
-"""
+PATH, REQ, CONF = CHAT_PATH, CHAT_REQ, TRACED
 
 
 def test_unknown_encoding_is_passed_and_traced_without_output(

@@ -9,24 +9,13 @@ import time
 
 import pytest
 
+from lfcheck import CHAT_PATH, CHAT_REQ, TRACED, send_chat
 from upstream import Case, openai_json
 
-PATH = "/v1/chat/completions"
-REQ = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
-
-CONF = """
-server {
-    listen 127.0.0.1:@PORT@;
-    location / { @LF@ proxy_pass @UP@; }
-}
-"""
+PATH, REQ, CONF = CHAT_PATH, CHAT_REQ, TRACED
 
 
-def send(ng, upstream, text="ok"):
-    case = Case(body=openai_json(content=text))
-    r = ng.post(PATH, REQ, case=upstream.add(case))
-    assert r.status == 200 and r.body == case.wire_body
-    return r.trace_id
+send = send_chat
 
 
 class Load:

@@ -7,18 +7,10 @@ import re
 
 import pytest
 
-from lfcheck import OUTPUT, USAGE, jattr
+from lfcheck import CHAT_PATH, CHAT_REQ, OUTPUT, TRACED, USAGE, jattr
 from upstream import Case, openai_json
 
-PATH = "/v1/chat/completions"
-REQ = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
-
-CONF = """
-server {
-    listen 127.0.0.1:@PORT@;
-    location / { @LF@ proxy_pass @UP@; }
-}
-"""
+PATH, REQ, CONF = CHAT_PATH, CHAT_REQ, TRACED
 
 
 def test_model_list_is_not_traced(nginx, upstream, sink):

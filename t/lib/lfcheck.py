@@ -162,3 +162,30 @@ def meta(span):
 def trace_meta(span):
     return {k[len(TMETA):]: v for k, v in span["attributes"].items()
             if k.startswith(TMETA)}
+
+
+# ---------------------------------------------------------------------------
+# one traced chat completion, the unit most delivery and fault tests count
+# ---------------------------------------------------------------------------
+
+CHAT_PATH = "/v1/chat/completions"
+CHAT_REQ = {"model": "gpt-4o",
+            "messages": [{"role": "user", "content": "hi"}]}
+
+# a server whose every location traces to the fake Langfuse
+TRACED = """
+server {
+    listen 127.0.0.1:@PORT@;
+    location / { @LF@ proxy_pass @UP@; }
+}
+"""
+
+
+def send_chat(ng, upstream, text="ok"):
+    """One chat completion through nginx; the client must get exactly the
+    upstream's bytes.  Returns the trace id."""
+    from upstream import Case, openai_json
+    case = Case(body=openai_json(content=text))
+    r = ng.post(CHAT_PATH, CHAT_REQ, case=upstream.add(case))
+    assert r.status == 200 and r.body == case.wire_body
+    return r.trace_id
