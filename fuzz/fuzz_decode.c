@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ngx_lf_decode.h"
+#include "fuzz_piece.h"
 
 
 /*
@@ -87,20 +88,7 @@ fuzz_decode(const uint8_t *data, size_t size, uint8_t sel, int whole,
     off = 0;
 
     while (off < size) {
-        if (whole) {
-            n = size;
-
-        } else if ((sel >> 2) & 0x0f) {
-            n = (sel >> 2) & 0x0f;
-
-        } else {
-            x = x * 1103515245 + 12345;
-            n = 1 + (x >> 16) % 512;
-        }
-
-        if (n > size - off) {
-            n = size - off;
-        }
+        n = fuzz_piece(sel, whole, &x, size - off, 512);
 
         rc = ngx_lf_decode_feed(&d, data + off, n);
 
