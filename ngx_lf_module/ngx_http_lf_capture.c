@@ -248,13 +248,13 @@ ngx_http_lf_response_feed(ngx_http_request_t *r, ngx_http_lf_ctx_t *ctx,
     if (ctx->decoding) {
         rc = ngx_lf_decode_feed(&ctx->decode, p, len);
 
-        if (rc < 0 && ngx_http_lf_log_allowed()) {
-            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                          "langfuse: response body does not decode, "
-                          "the rest of the output is not captured");
-        }
-
         if (rc < 0) {
+            if (ngx_http_lf_log_allowed()) {
+                ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                              "langfuse: response body does not decode, "
+                              "the rest of the output is not captured");
+            }
+
             ctx->body_off = 1;
             ctx->decode_failed = 1;
             ctx->rec.output_unknown = 1;

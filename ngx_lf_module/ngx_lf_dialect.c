@@ -336,7 +336,6 @@ ngx_lf_parser_finish(ngx_lf_parser_t *p)
     }
 
     if (p->request) {
-        rec->request_parsed = 1;
         ngx_lf_params_write(p);
     }
 

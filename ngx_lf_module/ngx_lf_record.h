@@ -88,7 +88,6 @@ typedef struct {
     int                     incremental;    /* -1 unknown, 0, 1 */
 
     unsigned                request_stream:1;
-    unsigned                request_parsed:1;
     unsigned                request_error:1;    /* body was not JSON */
     unsigned                response_sse:1;
     unsigned                response_error:1;   /* body was not JSON */
