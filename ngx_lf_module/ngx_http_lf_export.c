@@ -25,12 +25,14 @@
 #define NGX_HTTP_LF_CONNECT_TIMEOUT     5000
 #define NGX_HTTP_LF_TIMEOUT             15000
 #define NGX_HTTP_LF_RESPONSE_MAX        65536
-#define NGX_HTTP_LF_RETRIES             6
 #define NGX_HTTP_LF_BACKOFF             1000
 #define NGX_HTTP_LF_BACKOFF_MAX         30000
 #define NGX_HTTP_LF_RETRY_AFTER_MAX     60
 #define NGX_HTTP_LF_EXIT_DRAIN          5000
 #define NGX_HTTP_LF_TICK                100
+#define NGX_HTTP_LF_SPOOL_WAIT          10000
+#define NGX_HTTP_LF_SPOOL_RESCAN        5000
+#define NGX_HTTP_LF_SPOOL_WRITES        4
 
 
 /*
@@ -43,6 +45,7 @@ typedef struct {
     ngx_queue_t                 queue;      /* in flight or waiting */
     ngx_event_t                 retry;
     ngx_http_lf_dest_t         *dest;
+    ngx_http_lf_spooled_t      *spooled;    /* a replay of this file */
 
     u_char                     *events;     /* comma-joined */
     size_t                      events_len;
@@ -61,6 +64,7 @@ typedef struct {
     unsigned                    inflight:1;
     unsigned                    waiting:1;
     unsigned                    probe:1;    /* the credential check */
+    unsigned                    taken:1;    /* Langfuse is done with it */
 } ngx_http_lf_batch_t;
 
 
@@ -77,14 +81,23 @@ typedef struct {
     ngx_event_t                 flush;
     ngx_event_t                 timeout;
     ngx_event_t                 deadline;   /* of a quitting worker */
+    ngx_event_t                 spool_wait; /* for the spool's threads */
     ngx_uint_t                  inflight;
+    ngx_uint_t                  replays;    /* batches from the spool */
+    ngx_uint_t                  generation; /* of the configuration */
     ngx_queue_t                 batches;    /* in flight */
     ngx_queue_t                 waiting;    /* for a retry */
     ngx_queue_t                 sockets;    /* ngx_connection_t of curl */
     ngx_msec_t                  exit_start;
     ngx_msec_t                  last_flush;
+    ngx_msec_t                  last_claim;
     time_t                      error_logged;
     ngx_uint_t                  errors_unlogged;
+
+    unsigned                    claiming:1;
+    unsigned                    spool_pause:1;  /* nothing to replay */
+    unsigned                    exit_spool:1;   /* Langfuse is away */
+    unsigned                    gone:1;         /* in exit_process */
 } ngx_http_lf_exporter_t;
 
 
@@ -94,7 +107,19 @@ static void ngx_http_lf_abandon(ngx_http_lf_exporter_t *ex,
     const char *when);
 static void ngx_http_lf_flush_handler(ngx_event_t *ev);
 static void ngx_http_lf_deadline_handler(ngx_event_t *ev);
+static void ngx_http_lf_exit_wait(ngx_http_lf_exporter_t *ex);
+static void ngx_http_lf_spool_wait_handler(ngx_event_t *ev);
+static u_char *ngx_http_lf_pop_batch(ngx_http_lf_exporter_t *ex,
+    uint32_t *blocked, ngx_uint_t nblocked, ngx_http_lf_dest_t **dest,
+    size_t *len, size_t **lens, ngx_uint_t *count);
 static void ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex);
+static ngx_uint_t ngx_http_lf_queue_owned(ngx_http_lf_exporter_t *ex);
+static ngx_uint_t ngx_http_lf_queue_crowded(ngx_http_lf_exporter_t *ex);
+static void ngx_http_lf_spool_queue(ngx_http_lf_exporter_t *ex,
+    ngx_uint_t max);
+static void ngx_http_lf_replay_next(ngx_http_lf_exporter_t *ex);
+static void ngx_http_lf_batch_undelivered(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch);
 static ngx_http_lf_batch_t *ngx_http_lf_batch_create(
     ngx_http_lf_exporter_t *ex, ngx_http_lf_dest_t *dest, u_char *events,
     size_t len, size_t *lens, ngx_uint_t count);
@@ -202,7 +227,16 @@ ngx_http_lf_export_init_process(ngx_cycle_t *cycle)
     ex->deadline.data = ex;
     ex->deadline.log = cycle->log;
 
+    ex->spool_wait.handler = ngx_http_lf_spool_wait_handler;
+    ex->spool_wait.data = ex;
+    ex->spool_wait.log = cycle->log;
+
     ex->last_flush = ngx_current_msec;
+    ex->generation = lmcf->sh->generation;
+
+    if (lmcf->spool) {
+        ngx_http_lf_spool_init_process(lmcf, cycle->log);
+    }
 
     if (lmcf->check_credentials
         && (ngx_worker == 0 || ngx_process == NGX_PROCESS_SINGLE))
@@ -229,6 +263,9 @@ ngx_http_lf_export_exit_process(ngx_cycle_t *cycle)
     if (ex->multi == NULL) {
         return;
     }
+
+    /* the thread pools are gone: what is left here is lost */
+    ex->gone = 1;
 
     ngx_http_lf_abandon(ex, "at exit");
 
@@ -295,7 +332,8 @@ ngx_http_lf_abandon(ngx_http_lf_exporter_t *ex, const char *when)
 
     ngx_log_error(NGX_LOG_WARN, ex->log, 0,
                   "langfuse: %ui export(s) of %uL event(s) not delivered "
-                  "%s are abandoned", batches, events, when);
+                  "%s are %s", batches, events, when,
+                  (ex->lmcf->spool && !ex->gone) ? "spooled" : "abandoned");
 
     while (!ngx_queue_empty(&ex->batches)
            || !ngx_queue_empty(&ex->waiting))
@@ -304,16 +342,45 @@ ngx_http_lf_abandon(ngx_http_lf_exporter_t *ex, const char *when)
                                           : ngx_queue_head(&ex->batches);
         batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
 
-        ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, batch->count);
-        ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_failed, 1);
-        ngx_http_lf_batch_free(ex, batch);
+        ngx_http_lf_batch_undelivered(ex, batch);
     }
+}
+
+
+/*
+ * A batch that Langfuse has not taken in time goes to the spool; a
+ * replayed one stays there.  Without a spool it is lost, and counted.
+ */
+
+static void
+ngx_http_lf_batch_undelivered(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch)
+{
+    if (batch->spooled == NULL) {
+
+        if (ex->lmcf->spool && !ex->gone) {
+            (void) ngx_http_lf_spool_write(ex->lmcf, batch->dest,
+                                           batch->events, batch->events_len,
+                                           batch->lens, batch->count);
+            batch->events = NULL;
+            batch->lens = NULL;
+
+        } else {
+            ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed,
+                             batch->count);
+        }
+    }
+
+    ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_failed, 1);
+    ngx_http_lf_batch_free(ex, batch);
 }
 
 
 /*
  * A short tick: a full batch goes out at once, the rest every flush
  * interval, and a worker that begins to quit flushes without waiting.
+ * With a spool, a crowded queue overflows to it, and what it holds is
+ * replayed while Langfuse takes it.
  */
 
 static void
@@ -331,15 +398,22 @@ ngx_http_lf_flush_handler(ngx_event_t *ev)
 
         /*
          * the rest goes out as transfers complete, for a bounded time;
-         * batches waiting for a retry get their last try now
+         * batches waiting for a retry get their last try now, and
+         * replays go back to the spool for the next start
          */
         ex->exit_start = ngx_current_msec;
 
         while (!ngx_queue_empty(&ex->waiting)) {
             batch = ngx_queue_data(ngx_queue_head(&ex->waiting),
                                    ngx_http_lf_batch_t, queue);
+
+            if (batch->spooled) {
+                ngx_http_lf_batch_undelivered(ex, batch);
+                continue;
+            }
+
             ngx_del_timer(&batch->retry);
-            batch->attempts = NGX_HTTP_LF_RETRIES - 1;
+            batch->attempts = ex->lmcf->retries;
             ngx_http_lf_retry_handler(&batch->retry);
         }
 
@@ -348,6 +422,8 @@ ngx_http_lf_flush_handler(ngx_event_t *ev)
         if (ex->inflight) {
             ngx_add_timer(&ex->deadline, NGX_HTTP_LF_EXIT_DRAIN);
         }
+
+        ngx_http_lf_exit_wait(ex);
 
         return;
     }
@@ -362,6 +438,14 @@ ngx_http_lf_flush_handler(ngx_event_t *ev)
         ngx_http_lf_send_batches(ex);
     }
 
+    if (ex->lmcf->spool) {
+        if (ngx_http_lf_queue_crowded(ex)) {
+            ngx_http_lf_spool_queue(ex, NGX_HTTP_LF_SPOOL_WRITES);
+        }
+
+        ngx_http_lf_replay_next(ex);
+    }
+
     ngx_add_timer(&ex->flush, ngx_min(interval, NGX_HTTP_LF_TICK));
 }
 
@@ -372,6 +456,83 @@ ngx_http_lf_deadline_handler(ngx_event_t *ev)
     ngx_http_lf_exporter_t  *ex = ev->data;
 
     ngx_http_lf_abandon(ex, "within the shutdown time");
+
+    if (ex->lmcf->spool && ngx_http_lf_queue_owned(ex)) {
+        ngx_http_lf_spool_queue(ex, NGX_MAX_UINT32_VALUE);
+    }
+
+    ngx_http_lf_exit_wait(ex);
+}
+
+
+/* a quitting worker stays while the spool's threads work for it */
+
+static void
+ngx_http_lf_exit_wait(ngx_http_lf_exporter_t *ex)
+{
+    if (ngx_http_lf_spool_busy() && !ex->spool_wait.timer_set) {
+        ngx_add_timer(&ex->spool_wait, 50);
+    }
+}
+
+
+static void
+ngx_http_lf_spool_wait_handler(ngx_event_t *ev)
+{
+    ngx_http_lf_exporter_t  *ex = ev->data;
+
+    if (!ngx_http_lf_spool_busy()) {
+        return;
+    }
+
+    if (ngx_current_msec - ex->exit_start
+        < NGX_HTTP_LF_EXIT_DRAIN + NGX_HTTP_LF_SPOOL_WAIT)
+    {
+        ngx_add_timer(&ex->spool_wait, 50);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ex->log, 0,
+                  "langfuse: %ui spool operation(s) still running at exit",
+                  ngx_http_lf_spool_busy());
+}
+
+
+/*
+ * The oldest events of one destination, up to a batch, from the queue;
+ * events of a destination that a reload removed are dropped on the way.
+ */
+
+static u_char *
+ngx_http_lf_pop_batch(ngx_http_lf_exporter_t *ex, uint32_t *blocked,
+    ngx_uint_t nblocked, ngx_http_lf_dest_t **dest, size_t *len,
+    size_t **lens, ngx_uint_t *count)
+{
+    u_char    *events;
+    uint32_t   id;
+
+    for ( ;; ) {
+        events = ngx_http_lf_queue_pop(ex->lmcf, ex->lmcf->batch_size,
+                                       blocked, nblocked, &id, len, count,
+                                       lens, ex->log);
+        if (events == NULL) {
+            return NULL;
+        }
+
+        *dest = ngx_http_lf_find_dest(ex->lmcf, id);
+
+        if (*dest) {
+            return events;
+        }
+
+        /* queued under a configuration that a reload replaced */
+        ngx_http_lf_stat(ex->lmcf, id, dropped_no_destination, *count);
+        ngx_log_error(NGX_LOG_WARN, ex->log, 0,
+                      "langfuse: %ui event(s) for a destination that "
+                      "is no longer configured are dropped", *count);
+        ngx_free(events);
+        ngx_free(*lens);
+    }
 }
 
 
@@ -380,11 +541,21 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
 {
     u_char               *events;
     size_t                len, *lens;
-    uint32_t              id, blocked[16];
+    uint32_t              blocked[16];
     ngx_uint_t            count, nblocked;
     ngx_queue_t          *q;
     ngx_http_lf_dest_t   *dest;
     ngx_http_lf_batch_t  *batch;
+
+    if (ngx_exiting && ex->exit_spool) {
+        /* Langfuse failed a quitting worker: no time for more tries */
+
+        if (ngx_http_lf_queue_owned(ex)) {
+            ngx_http_lf_spool_queue(ex, NGX_MAX_UINT32_VALUE);
+        }
+
+        return;
+    }
 
     /* a destination with a batch waiting for a retry gets no new ones */
 
@@ -400,36 +571,220 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
 
     while (ex->inflight < NGX_HTTP_LF_MAX_INFLIGHT) {
 
-        events = ngx_http_lf_queue_pop(ex->lmcf, ex->lmcf->batch_size,
-                                       blocked, nblocked, &id, &len, &count,
-                                       &lens, ex->log);
+        events = ngx_http_lf_pop_batch(ex, blocked, nblocked, &dest, &len,
+                                       &lens, &count);
         if (events == NULL) {
             return;
-        }
-
-        dest = ngx_http_lf_find_dest(ex->lmcf, id);
-
-        if (dest == NULL) {
-            /* queued under a configuration that a reload replaced */
-            ngx_http_lf_stat(ex->lmcf, id, dropped_no_destination, count);
-            ngx_log_error(NGX_LOG_WARN, ex->log, 0,
-                          "langfuse: %ui event(s) for a destination that "
-                          "is no longer configured are dropped", count);
-            ngx_free(events);
-            ngx_free(lens);
-            continue;
         }
 
         batch = ngx_http_lf_batch_create(ex, dest, events, len, lens, count);
 
         if (batch == NULL || ngx_http_lf_batch_start(ex, batch) != NGX_OK) {
-            ngx_http_lf_stat(ex->lmcf, id, failed, count);
-            ngx_http_lf_stat(ex->lmcf, id, batches_failed, 1);
+            ngx_http_lf_stat(ex->lmcf, dest->id, failed, count);
+            ngx_http_lf_stat(ex->lmcf, dest->id, batches_failed, 1);
 
             if (batch) {
                 ngx_http_lf_batch_free(ex, batch);
             }
         }
+    }
+}
+
+
+/*
+ * Whether the queue is this worker's to empty at exit: after a reload,
+ * the new workers, which share it, send it.
+ */
+
+static ngx_uint_t
+ngx_http_lf_queue_owned(ngx_http_lf_exporter_t *ex)
+{
+    ngx_uint_t  generation;
+
+    ngx_shmtx_lock(&ex->lmcf->shpool->mutex);
+    generation = ex->lmcf->sh->generation;
+    ngx_shmtx_unlock(&ex->lmcf->shpool->mutex);
+
+    return generation == ex->generation;
+}
+
+
+/* over half of the zone in use: room is kept for the requests */
+
+static ngx_uint_t
+ngx_http_lf_queue_crowded(ngx_http_lf_exporter_t *ex)
+{
+    size_t  free;
+
+    ngx_shmtx_lock(&ex->lmcf->shpool->mutex);
+    free = ex->lmcf->shpool->pfree * ngx_pagesize;
+    ngx_shmtx_unlock(&ex->lmcf->shpool->mutex);
+
+    return free < ex->lmcf->queue_size / 2;
+}
+
+
+/*
+ * Moves queued batches to the spool: at most "max" and, while nginx
+ * runs, only while the queue is crowded and few writes are under way.
+ */
+
+static void
+ngx_http_lf_spool_queue(ngx_http_lf_exporter_t *ex, ngx_uint_t max)
+{
+    u_char              *events;
+    size_t               len, *lens;
+    uint64_t             total;
+    ngx_uint_t           count, n;
+    ngx_http_lf_dest_t  *dest;
+
+    total = 0;
+
+    for (n = 0; n < max; n++) {
+
+        if (!ngx_exiting
+            && (ngx_http_lf_spool_writing() >= NGX_HTTP_LF_SPOOL_WRITES
+                || !ngx_http_lf_queue_crowded(ex)))
+        {
+            break;
+        }
+
+        events = ngx_http_lf_pop_batch(ex, NULL, 0, &dest, &len, &lens,
+                                       &count);
+        if (events == NULL) {
+            break;
+        }
+
+        total += count;
+
+        (void) ngx_http_lf_spool_write(ex->lmcf, dest, events, len, lens,
+                                       count);
+    }
+
+    if (total == 0) {
+        return;
+    }
+
+    if (ngx_exiting) {
+        ngx_log_error(NGX_LOG_NOTICE, ex->log, 0,
+                      "langfuse: %uL queued event(s) go to the spool "
+                      "at exit", total);
+        ngx_http_lf_exit_wait(ex);
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ex->log, 0,
+                   "langfuse spool: %uL queued event(s) overflow to it",
+                   total);
+}
+
+
+/*
+ * One spooled file at a time per worker is replayed, for the
+ * destinations that are not waiting for a retry; after a look that
+ * finds nothing, or a replay that fails, the next one waits a while.
+ */
+
+static void
+ngx_http_lf_replay_next(ngx_http_lf_exporter_t *ex)
+{
+    uint32_t              ids[NGX_HTTP_LF_MAX_DESTS];
+    ngx_uint_t            i, n;
+    ngx_queue_t          *q;
+    ngx_http_lf_dest_t   *dest;
+    ngx_http_lf_batch_t  *batch;
+
+    if (ex->lmcf->spool == NULL
+        || ngx_exiting
+        || ex->claiming
+        || ex->replays
+        || ex->inflight >= NGX_HTTP_LF_MAX_INFLIGHT)
+    {
+        return;
+    }
+
+    if (ex->spool_pause
+        && ngx_current_msec - ex->last_claim < NGX_HTTP_LF_SPOOL_RESCAN)
+    {
+        return;
+    }
+
+    if (ngx_http_lf_queue_crowded(ex)) {
+        return;
+    }
+
+    dest = ex->lmcf->dests.elts;
+    n = 0;
+
+    for (i = 0; i < ex->lmcf->dests.nelts && n < NGX_HTTP_LF_MAX_DESTS; i++)
+    {
+        for (q = ngx_queue_head(&ex->waiting);
+             q != ngx_queue_sentinel(&ex->waiting);
+             q = ngx_queue_next(q))
+        {
+            batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
+
+            if (batch->dest->id == dest[i].id) {
+                break;
+            }
+        }
+
+        if (q == ngx_queue_sentinel(&ex->waiting)) {
+            ids[n++] = dest[i].id;
+        }
+    }
+
+    if (n == 0) {
+        return;
+    }
+
+    ex->last_claim = ngx_current_msec;
+
+    if (ngx_http_lf_spool_claim(ex->lmcf, ids, n) == NGX_OK) {
+        ex->claiming = 1;
+    }
+}
+
+
+void
+ngx_http_lf_export_replay(ngx_http_lf_spooled_t *sp, uint32_t id,
+    u_char *events, size_t len, size_t *lens, ngx_uint_t count)
+{
+    ngx_http_lf_dest_t      *dest;
+    ngx_http_lf_batch_t     *batch;
+    ngx_http_lf_exporter_t  *ex;
+
+    ex = &ngx_http_lf_exporter;
+
+    ex->claiming = 0;
+    ex->spool_pause = (sp == NULL);
+
+    if (sp == NULL) {
+        return;
+    }
+
+    dest = ngx_http_lf_find_dest(ex->lmcf, id);
+
+    if (dest == NULL || ngx_exiting) {
+        ngx_free(events);
+        ngx_free(lens);
+        ngx_http_lf_spool_release(sp, 0);
+        ngx_http_lf_exit_wait(ex);
+        return;
+    }
+
+    batch = ngx_http_lf_batch_create(ex, dest, events, len, lens, count);
+
+    if (batch == NULL) {
+        ngx_http_lf_spool_release(sp, 0);
+        return;
+    }
+
+    batch->spooled = sp;
+    ex->replays++;
+
+    if (ngx_http_lf_batch_start(ex, batch) != NGX_OK) {
+        ngx_http_lf_batch_free(ex, batch);
     }
 }
 
@@ -675,9 +1030,7 @@ ngx_http_lf_retry_handler(ngx_event_t *ev)
     batch->waiting = 0;
 
     if (ngx_http_lf_batch_start(ex, batch) != NGX_OK) {
-        ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, batch->count);
-        ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_failed, 1);
-        ngx_http_lf_batch_free(ex, batch);
+        ngx_http_lf_batch_undelivered(ex, batch);
     }
 }
 
@@ -940,6 +1293,9 @@ ngx_http_lf_check_done(ngx_http_lf_exporter_t *ex)
     if (ngx_exiting) {
         if (ngx_current_msec - ex->exit_start < NGX_HTTP_LF_EXIT_DRAIN) {
             ngx_http_lf_send_batches(ex);
+
+        } else if (ex->lmcf->spool && ngx_http_lf_queue_owned(ex)) {
+            ngx_http_lf_spool_queue(ex, NGX_MAX_UINT32_VALUE);
         }
 
         if (ex->inflight == 0 && ngx_queue_empty(&ex->waiting)
@@ -948,12 +1304,16 @@ ngx_http_lf_check_done(ngx_http_lf_exporter_t *ex)
             ngx_del_timer(&ex->deadline);
         }
 
+        ngx_http_lf_exit_wait(ex);
+
         return;
     }
 
     if (ngx_http_lf_queue_count(ex->lmcf) >= ex->lmcf->batch_size) {
         ngx_http_lf_send_batches(ex);
     }
+
+    ngx_http_lf_replay_next(ex);
 }
 
 
@@ -1019,6 +1379,12 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
             ngx_http_lf_stat(ex->lmcf, batch->dest->id, sent, batch->count);
         }
 
+        if (batch->spooled) {
+            ngx_http_lf_stat(ex->lmcf, batch->dest->id, replayed,
+                             batch->count);
+        }
+
+        batch->taken = 1;
         ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_sent, 1);
         ngx_http_lf_stats_result(ex->lmcf, batch->dest->id, NULL, 0);
         ngx_http_lf_batch_free(ex, batch);
@@ -1029,6 +1395,9 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
         ngx_http_lf_batch_retry(ex, batch, "temporary failure", status);
         return;
     }
+
+    /* either way, a replayed file is done with */
+    batch->taken = 1;
 
     if (status == 413 && batch->count > 1) {
         ngx_http_lf_batch_split(ex, batch);
@@ -1046,23 +1415,42 @@ static void
 ngx_http_lf_batch_retry(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch, const char *reason, long status)
 {
-    ngx_msec_t  delay;
-    curl_off_t  after;
+    u_char      *p, text[NGX_HTTP_LF_ERROR_LEN];
+    ngx_msec_t   delay;
+    curl_off_t   after;
+    ngx_uint_t   quitting;
 
-    if (batch->attempts >= NGX_HTTP_LF_RETRIES) {
-        ngx_http_lf_log_failure(ex, batch, "retries exhausted, "
-                                "events dropped", status);
-        ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, batch->count);
-        ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_failed, 1);
-        ngx_http_lf_batch_free(ex, batch);
+    /* a quitting worker with a spool keeps the batch rather than wait */
+    quitting = ngx_exiting && ex->lmcf->spool;
+
+    if (batch->attempts > ex->lmcf->retries || quitting) {
+        p = ngx_snprintf(text, sizeof(text) - 1, "%s, %s", reason,
+                         quitting ? "nginx is quitting" : "retries exhausted");
+        p = ngx_sprintf(p, ", %s%Z",
+                        batch->spooled ? "the batch stays in the spool"
+                        : ex->lmcf->spool ? "events spooled"
+                        : "events dropped");
+
+        ngx_http_lf_log_failure(ex, batch, (char *) text, status);
+
+        if (quitting) {
+            ex->exit_spool = 1;
+        }
+
+        ngx_http_lf_batch_undelivered(ex, batch);
         return;
     }
 
     ngx_http_lf_log_failure(ex, batch, reason, status);
 
     /* full backoff doubled per attempt, jitter over its upper half */
-    delay = NGX_HTTP_LF_BACKOFF << (batch->attempts - 1);
-    delay = ngx_min(delay, NGX_HTTP_LF_BACKOFF_MAX);
+    delay = NGX_HTTP_LF_BACKOFF_MAX;
+
+    if (batch->attempts <= 6) {
+        delay = ngx_min(NGX_HTTP_LF_BACKOFF << (batch->attempts - 1),
+                        NGX_HTTP_LF_BACKOFF_MAX);
+    }
+
     delay = delay / 2 + ngx_random() % (delay / 2 + 1);
 
     after = 0;
@@ -1241,6 +1629,20 @@ static void
 ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch)
 {
+    if (batch->spooled) {
+        ex->replays--;
+
+        if (!batch->taken) {
+            ex->spool_pause = 1;
+            ex->last_claim = ngx_current_msec;
+        }
+
+        /* once the thread pools are gone, the claim is taken back later */
+        if (!ex->gone) {
+            ngx_http_lf_spool_release(batch->spooled, batch->taken);
+        }
+    }
+
     if (batch->inflight) {
         ngx_queue_remove(&batch->queue);
         ex->inflight--;

@@ -201,6 +201,20 @@ static ngx_command_t  ngx_http_lf_commands[] = {
       offsetof(ngx_http_lf_main_conf_t, queue_size),
       NULL },
 
+    { ngx_string("langfuse_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_lf_main_conf_t, retries),
+      NULL },
+
+    { ngx_string("langfuse_spool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      ngx_http_lf_spool,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -540,7 +554,9 @@ ngx_http_lf_create_main_conf(ngx_conf_t *cf)
     lmcf->flush_interval = NGX_CONF_UNSET_MSEC;
     lmcf->check_credentials = NGX_CONF_UNSET;
     lmcf->batch_size = NGX_CONF_UNSET_UINT;
+    lmcf->retries = NGX_CONF_UNSET_UINT;
     lmcf->queue_size = NGX_CONF_UNSET_SIZE;
+    lmcf->spool = NGX_CONF_UNSET_PTR;
 
     return lmcf;
 }
@@ -554,7 +570,9 @@ ngx_http_lf_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(lmcf->flush_interval, 1000);
     ngx_conf_init_value(lmcf->check_credentials, 0);
     ngx_conf_init_uint_value(lmcf->batch_size, 100);
+    ngx_conf_init_uint_value(lmcf->retries, 5);
     ngx_conf_init_size_value(lmcf->queue_size, 16 * 1024 * 1024);
+    ngx_conf_init_ptr_value(lmcf->spool, NULL);
 
     if (lmcf->flush_interval == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -565,6 +583,13 @@ ngx_http_lf_init_main_conf(ngx_conf_t *cf, void *conf)
     if (lmcf->batch_size == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"langfuse_batch_size\" must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    if (lmcf->retries > 20) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"langfuse_retries\" of %ui is too many, "
+                           "at most 20 are allowed", lmcf->retries);
         return NGX_CONF_ERROR;
     }
 

@@ -59,6 +59,11 @@ typedef struct {
     uint64_t                    dropped_too_large;
     uint64_t                    dropped_no_destination;
     uint64_t                    dropped_serialize;
+    uint64_t                    dropped_spool_full;
+    uint64_t                    dropped_spool_error;
+
+    uint64_t                    spooled;
+    uint64_t                    replayed;
 
     uint64_t                    parse_errors_request;
     uint64_t                    parse_errors_response;
@@ -87,6 +92,13 @@ typedef struct {
     ngx_http_lf_stats_t         dests[NGX_HTTP_LF_MAX_DESTS];
     time_t                      drop_logged;
     uint64_t                    drop_reported;
+
+    /* one more at each configuration load: the workers it is for */
+    ngx_uint_t                  generation;
+
+    /* as the last look at the spool directory found it */
+    ngx_uint_t                  spool_files;
+    off_t                       spool_bytes;
 } ngx_http_lf_shctx_t;
 
 
@@ -99,10 +111,25 @@ typedef struct {
 
 
 typedef struct {
+    ngx_str_t                   path;       /* null-terminated */
+    off_t                       max_size;
+#if (NGX_THREADS)
+    ngx_thread_pool_t          *thread_pool;
+#endif
+} ngx_http_lf_spool_conf_t;
+
+
+/* a batch read back from the spool, until its replay ends */
+typedef struct ngx_http_lf_spooled_s  ngx_http_lf_spooled_t;
+
+
+typedef struct {
     ngx_msec_t                  flush_interval;
     ngx_flag_t                  check_credentials;
     ngx_uint_t                  batch_size;
+    ngx_uint_t                  retries;
     size_t                      queue_size;
+    ngx_http_lf_spool_conf_t   *spool;      /* NULL: no spool */
 
     ngx_array_t                 dests;      /* ngx_http_lf_dest_t */
 
@@ -207,6 +234,40 @@ char *ngx_http_lf_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 /* export */
 ngx_int_t ngx_http_lf_export_init_process(ngx_cycle_t *cycle);
 void ngx_http_lf_export_exit_process(ngx_cycle_t *cycle);
+/* a claimed spool file, or NULL when there was none to take */
+void ngx_http_lf_export_replay(ngx_http_lf_spooled_t *sp, uint32_t dest,
+    u_char *events, size_t len, size_t *lens, ngx_uint_t count);
+
+/* spool */
+char *ngx_http_lf_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+#if (NGX_THREADS)
+
+void ngx_http_lf_spool_init_process(ngx_http_lf_main_conf_t *lmcf,
+    ngx_log_t *log);
+/* these take events and lens */
+ngx_int_t ngx_http_lf_spool_write(ngx_http_lf_main_conf_t *lmcf,
+    ngx_http_lf_dest_t *dest, u_char *events, size_t len, size_t *lens,
+    ngx_uint_t count);
+ngx_int_t ngx_http_lf_spool_claim(ngx_http_lf_main_conf_t *lmcf,
+    uint32_t *dests, ngx_uint_t n);
+void ngx_http_lf_spool_release(ngx_http_lf_spooled_t *sp,
+    ngx_uint_t delivered);
+ngx_uint_t ngx_http_lf_spool_busy(void);
+ngx_uint_t ngx_http_lf_spool_writing(void);
+
+#else
+
+/* no spool can be configured: lmcf->spool stays NULL */
+#define ngx_http_lf_spool_init_process(lmcf, log)
+#define ngx_http_lf_spool_write(lmcf, dest, events, len, lens, count)     \
+    NGX_ERROR
+#define ngx_http_lf_spool_claim(lmcf, dests, n)  NGX_ERROR
+#define ngx_http_lf_spool_release(sp, delivered)
+#define ngx_http_lf_spool_busy()  0
+#define ngx_http_lf_spool_writing()  0
+
+#endif
 
 
 #endif /* _NGX_HTTP_LF_MODULE_H_INCLUDED_ */

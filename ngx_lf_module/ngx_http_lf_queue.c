@@ -29,9 +29,18 @@ ngx_http_lf_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     lmcf = shm_zone->data;
 
     if (olmcf) {
-        /* a reload: the queue and its events carry over */
+        /*
+         * a reload: the queue and its events carry over to the new
+         * workers, and the old ones, which see the generation change,
+         * leave it to them when they quit
+         */
         lmcf->sh = olmcf->sh;
         lmcf->shpool = olmcf->shpool;
+
+        ngx_shmtx_lock(&lmcf->shpool->mutex);
+        lmcf->sh->generation++;
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
         return NGX_OK;
     }
 

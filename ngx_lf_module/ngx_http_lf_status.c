@@ -52,6 +52,8 @@ static ngx_http_lf_counter_t  ngx_http_lf_event_counters[] = {
     ngx_http_lf_counter("retried", "retried", retried),
     ngx_http_lf_counter("rejected", "rejected", rejected),
     ngx_http_lf_counter("failed", "failed", failed),
+    ngx_http_lf_counter("spooled", "spooled", spooled),
+    ngx_http_lf_counter("replayed", "replayed", replayed),
     { NULL, NULL, 0 }
 };
 
@@ -62,6 +64,8 @@ static ngx_http_lf_counter_t  ngx_http_lf_drop_counters[] = {
     ngx_http_lf_counter("no_destination", "no_destination",
                         dropped_no_destination),
     ngx_http_lf_counter("serialize", "serialize", dropped_serialize),
+    ngx_http_lf_counter("spool_full", "spool_full", dropped_spool_full),
+    ngx_http_lf_counter("spool_error", "spool_error", dropped_spool_error),
     { NULL, NULL, 0 }
 };
 
@@ -222,6 +226,25 @@ ngx_http_lf_status_json(ngx_http_request_t *r,
                                              * ngx_pagesize
                                            : 0);
     gs |= yajl_gen_map_close(g);
+
+    gs |= ngx_http_lf_status_key(g, "spool");
+
+    if (lmcf->spool) {
+        gs |= yajl_gen_map_open(g);
+        gs |= ngx_http_lf_status_key(g, "path");
+        gs |= ngx_http_lf_status_string(g, lmcf->spool->path.data,
+                                        lmcf->spool->path.len);
+        gs |= ngx_http_lf_status_key(g, "max_size");
+        gs |= yajl_gen_integer(g, lmcf->spool->max_size);
+        gs |= ngx_http_lf_status_key(g, "files");
+        gs |= yajl_gen_integer(g, snap->spool_files);
+        gs |= ngx_http_lf_status_key(g, "bytes");
+        gs |= yajl_gen_integer(g, snap->spool_bytes);
+        gs |= yajl_gen_map_close(g);
+
+    } else {
+        gs |= yajl_gen_null(g);
+    }
 
     gs |= ngx_http_lf_status_key(g, "destinations");
     gs |= yajl_gen_array_open(g);
@@ -415,6 +438,24 @@ ngx_http_lf_status_prometheus(ngx_http_request_t *r,
                      snap->count, snap->bytes,
                      lmcf->shm_zone ? lmcf->shm_zone->shm.size : 0,
                      lmcf->shpool ? lmcf->shpool->pfree * ngx_pagesize : 0);
+
+    if (lmcf->spool) {
+        p = ngx_slprintf(p, last,
+                         "# HELP nginx_langfuse_spool_files batches in "
+                         "the spool\n"
+                         "# TYPE nginx_langfuse_spool_files gauge\n"
+                         "nginx_langfuse_spool_files %ui\n"
+                         "# HELP nginx_langfuse_spool_bytes bytes in "
+                         "the spool\n"
+                         "# TYPE nginx_langfuse_spool_bytes gauge\n"
+                         "nginx_langfuse_spool_bytes %O\n"
+                         "# HELP nginx_langfuse_spool_size_bytes its "
+                         "max_size\n"
+                         "# TYPE nginx_langfuse_spool_size_bytes gauge\n"
+                         "nginx_langfuse_spool_size_bytes %O\n",
+                         snap->spool_files, snap->spool_bytes,
+                         lmcf->spool->max_size);
+    }
 
     if (p == last) {
         /* cut: more destinations than the page holds */

@@ -1,0 +1,1388 @@
+
+/*
+ * Copyright (C) The nginx-langfuse authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_lf_module.h"
+
+
+/*
+ * The disk spool.  Batches that Langfuse did not take within the retry
+ * budget, the queue's overflow and what the last workers hold when
+ * nginx quits wait in a directory, one batch per file, until a worker
+ * replays them, oldest first.
+ *
+ * Every file operation runs in a thread pool: a slow disk slows the
+ * spool, never a worker's event loop.  A file is written under a
+ * temporary name, synced and then renamed, so that a crash leaves a
+ * whole batch or none.  A worker that replays a file claims it by
+ * renaming it with its pid; the file is removed once Langfuse takes the
+ * batch and gets its name back when Langfuse does not.  The claim of a
+ * worker that died is taken back at the next look.
+ *
+ * Names sort by age: "<ms>-<dest>-<pid>-<seq>-<events>.batch", the time
+ * in 16 hex digits, the destination id in 8.  The first line of a file
+ * says what it holds; each event follows on a line of its own
+ * (serialized events have no raw newlines).
+ */
+
+
+#if (NGX_THREADS)
+
+#include <sys/file.h>
+
+
+#define NGX_HTTP_LF_SPOOL_NAME          96
+#define NGX_HTTP_LF_SPOOL_HEADER        1024
+#define NGX_HTTP_LF_SPOOL_STALE         3600
+#define NGX_HTTP_LF_SPOOL_DROPS         8
+#define NGX_HTTP_LF_SPOOL_FILE_MAX      (2 * NGX_HTTP_LF_BATCH_MAX_BYTES)
+
+#define NGX_HTTP_LF_SPOOL_MAGIC         "langfuse-spool/1 dest="
+
+
+typedef enum {
+    NGX_HTTP_LF_SPOOL_WRITE = 0,
+    NGX_HTTP_LF_SPOOL_CLAIM,
+    NGX_HTTP_LF_SPOOL_RELEASE
+} ngx_http_lf_spool_op_e;
+
+
+typedef enum {
+    NGX_HTTP_LF_SPOOL_OTHER = 0,
+    NGX_HTTP_LF_SPOOL_BATCH,
+    NGX_HTTP_LF_SPOOL_CLAIMED,
+    NGX_HTTP_LF_SPOOL_TEMP
+} ngx_http_lf_spool_kind_e;
+
+
+typedef struct {
+    uint32_t                    dest;
+    uint64_t                    events;
+} ngx_http_lf_spool_drop_t;
+
+
+/* a spooled file as a directory listing shows it */
+typedef struct {
+    u_char                      name[NGX_HTTP_LF_SPOOL_NAME];
+    off_t                       size;
+    uint32_t                    dest;
+    ngx_uint_t                  count;
+} ngx_http_lf_spool_entry_t;
+
+
+/*
+ * One operation on the spool, handed to a thread and back: the thread
+ * touches nothing but this and the directory.
+ */
+
+struct ngx_http_lf_spooled_s {
+    ngx_thread_task_t          *task;
+    ngx_http_lf_spool_op_e      op;
+    ngx_http_lf_spool_conf_t   *conf;
+    ngx_pid_t                   pid;
+    time_t                      now;
+
+    /* the batch written, or read back by a claim */
+    uint32_t                    dest;
+    u_char                     *events;     /* comma-joined */
+    size_t                      len;
+    size_t                     *lens;
+    ngx_uint_t                  count;
+    ngx_uint_t                  seq;
+    u_char                      header[NGX_HTTP_LF_SPOOL_HEADER];
+    size_t                      header_len;
+
+    /* a claim takes the oldest file of one of these */
+    uint32_t                    allowed[NGX_HTTP_LF_MAX_DESTS];
+    ngx_uint_t                  nallowed;
+
+    u_char                      name[NGX_HTTP_LF_SPOOL_NAME];
+    ngx_uint_t                  delivered;
+
+    /* what the thread did */
+    ngx_err_t                   err;
+    const char                 *failed;     /* the call that failed */
+    unsigned                    found:1;
+    unsigned                    bad:1;
+    unsigned                    scanned:1;
+    ngx_uint_t                  recovered;  /* claims of exited workers */
+    ngx_uint_t                  files;
+    off_t                       bytes;
+    ngx_uint_t                  dropped_files;
+    ngx_uint_t                  ndrops;
+    ngx_http_lf_spool_drop_t    drops[NGX_HTTP_LF_SPOOL_DROPS];
+};
+
+
+typedef struct {
+    ngx_http_lf_main_conf_t    *lmcf;
+    ngx_log_t                  *log;
+    ngx_uint_t                  busy;       /* tasks not back yet */
+    ngx_uint_t                  writing;
+    ngx_uint_t                  seq;
+    time_t                      error_logged;
+    time_t                      drop_logged;
+    uint64_t                    drops_unlogged;
+} ngx_http_lf_spool_worker_t;
+
+
+static ngx_http_lf_spooled_t *ngx_http_lf_spool_task(
+    ngx_http_lf_main_conf_t *lmcf, ngx_http_lf_spool_op_e op);
+static ngx_int_t ngx_http_lf_spool_post(ngx_http_lf_spooled_t *sp);
+static void ngx_http_lf_spool_thread(void *data, ngx_log_t *log);
+static void ngx_http_lf_spool_write_file(ngx_http_lf_spooled_t *sp,
+    int dfd);
+static void ngx_http_lf_spool_claim_file(ngx_http_lf_spooled_t *sp,
+    int dfd);
+static void ngx_http_lf_spool_release_file(ngx_http_lf_spooled_t *sp,
+    int dfd);
+static ngx_int_t ngx_http_lf_spool_scan(ngx_http_lf_spooled_t *sp,
+    int dfd, ngx_http_lf_spool_entry_t **entries, ngx_uint_t *n);
+static void ngx_http_lf_spool_evict(ngx_http_lf_spooled_t *sp, int dfd,
+    ngx_http_lf_spool_entry_t *entries, ngx_uint_t n);
+static ngx_int_t ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp,
+    int dfd, u_char *claimed);
+static ngx_http_lf_spool_kind_e ngx_http_lf_spool_kind(u_char *name,
+    size_t len, uint32_t *dest, ngx_uint_t *count, ngx_pid_t *pid,
+    size_t *base);
+static ngx_int_t ngx_http_lf_spool_write_all(int fd, u_char *p,
+    size_t len);
+static int ngx_libc_cdecl ngx_http_lf_spool_cmp(const void *one,
+    const void *two);
+static void ngx_http_lf_spool_done(ngx_event_t *ev);
+static void ngx_http_lf_spool_written(ngx_http_lf_spooled_t *sp);
+static void ngx_http_lf_spool_totals(ngx_http_lf_spooled_t *sp);
+static void ngx_http_lf_spool_error(ngx_http_lf_spooled_t *sp,
+    const char *what);
+
+
+static ngx_http_lf_spool_worker_t  ngx_http_lf_spool_worker;
+
+
+void
+ngx_http_lf_spool_init_process(ngx_http_lf_main_conf_t *lmcf,
+    ngx_log_t *log)
+{
+    ngx_http_lf_spool_worker_t  *sw;
+
+    sw = &ngx_http_lf_spool_worker;
+
+    ngx_memzero(sw, sizeof(ngx_http_lf_spool_worker_t));
+    sw->lmcf = lmcf;
+    sw->log = log;
+}
+
+
+ngx_uint_t
+ngx_http_lf_spool_busy(void)
+{
+    return ngx_http_lf_spool_worker.busy;
+}
+
+
+ngx_uint_t
+ngx_http_lf_spool_writing(void)
+{
+    return ngx_http_lf_spool_worker.writing;
+}
+
+
+/* takes events and lens, whatever becomes of them */
+
+ngx_int_t
+ngx_http_lf_spool_write(ngx_http_lf_main_conf_t *lmcf,
+    ngx_http_lf_dest_t *dest, u_char *events, size_t len, size_t *lens,
+    ngx_uint_t count)
+{
+    u_char                      *p, *last;
+    size_t                       i;
+    ngx_http_lf_spooled_t       *sp;
+    ngx_http_lf_spool_worker_t  *sw;
+
+    sw = &ngx_http_lf_spool_worker;
+
+    sp = ngx_http_lf_spool_task(lmcf, NGX_HTTP_LF_SPOOL_WRITE);
+    if (sp == NULL) {
+        ngx_free(events);
+        ngx_free(lens);
+        ngx_http_lf_stat(lmcf, dest->id, dropped_spool_error, count);
+        return NGX_ERROR;
+    }
+
+    sp->dest = dest->id;
+    sp->events = events;
+    sp->len = len;
+    sp->lens = lens;
+    sp->count = count;
+    sp->seq = sw->seq++;
+
+    ngx_sprintf(sp->name, "%016xL-%08xD-%P-%ui-%ui.batch%Z",
+                (uint64_t) ngx_http_lf_now_ms(), dest->id, ngx_pid,
+                sp->seq, count);
+
+    /* for a reader of the file: where it goes, control bytes left out */
+
+    p = ngx_sprintf(sp->header, NGX_HTTP_LF_SPOOL_MAGIC "%08xD events=%ui "
+                    "url=%V public_key=", dest->id, count, &dest->url);
+    last = sp->header + NGX_HTTP_LF_SPOOL_HEADER - 1;
+
+    for (i = 0; i < dest->public_key.len && p < last; i++) {
+        *p++ = (dest->public_key.data[i] < 0x20
+                || dest->public_key.data[i] == 0x7f)
+               ? '?' : dest->public_key.data[i];
+    }
+
+    *p++ = '\n';
+    sp->header_len = p - sp->header;
+
+    if (ngx_http_lf_spool_post(sp) != NGX_OK) {
+        ngx_http_lf_stat(lmcf, dest->id, dropped_spool_error, count);
+        ngx_free(events);
+        ngx_free(lens);
+        ngx_free(sp->task);
+        return NGX_ERROR;
+    }
+
+    sw->writing++;
+
+    return NGX_OK;
+}
+
+
+/* asks for the oldest file of the destinations given */
+
+ngx_int_t
+ngx_http_lf_spool_claim(ngx_http_lf_main_conf_t *lmcf, uint32_t *dests,
+    ngx_uint_t n)
+{
+    ngx_http_lf_spooled_t  *sp;
+
+    sp = ngx_http_lf_spool_task(lmcf, NGX_HTTP_LF_SPOOL_CLAIM);
+    if (sp == NULL) {
+        return NGX_ERROR;
+    }
+
+    sp->nallowed = ngx_min(n, NGX_HTTP_LF_MAX_DESTS);
+    ngx_memcpy(sp->allowed, dests, sp->nallowed * sizeof(uint32_t));
+
+    if (ngx_http_lf_spool_post(sp) != NGX_OK) {
+        ngx_free(sp->task);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The end of a replay: a delivered (or finally refused) file goes, any
+ * other gets its name back for a later try.
+ */
+
+void
+ngx_http_lf_spool_release(ngx_http_lf_spooled_t *sp, ngx_uint_t delivered)
+{
+    sp->op = NGX_HTTP_LF_SPOOL_RELEASE;
+    sp->delivered = delivered;
+    sp->err = 0;
+    sp->failed = NULL;
+
+    if (ngx_http_lf_spool_post(sp) != NGX_OK) {
+        /* the claim stays until this worker is gone, then is taken back */
+        ngx_free(sp->task);
+    }
+}
+
+
+static ngx_http_lf_spooled_t *
+ngx_http_lf_spool_task(ngx_http_lf_main_conf_t *lmcf,
+    ngx_http_lf_spool_op_e op)
+{
+    ngx_thread_task_t      *task;
+    ngx_http_lf_spooled_t  *sp;
+
+    task = ngx_calloc(sizeof(ngx_thread_task_t)
+                      + sizeof(ngx_http_lf_spooled_t),
+                      ngx_http_lf_spool_worker.log);
+    if (task == NULL) {
+        return NULL;
+    }
+
+    sp = (ngx_http_lf_spooled_t *) (task + 1);
+
+    task->ctx = sp;
+    task->handler = ngx_http_lf_spool_thread;
+    task->event.handler = ngx_http_lf_spool_done;
+    task->event.data = task;
+    task->event.log = ngx_http_lf_spool_worker.log;
+
+    sp->task = task;
+    sp->op = op;
+    sp->conf = lmcf->spool;
+    sp->pid = ngx_pid;
+
+    return sp;
+}
+
+
+static ngx_int_t
+ngx_http_lf_spool_post(ngx_http_lf_spooled_t *sp)
+{
+    sp->now = ngx_time();
+
+    if (ngx_thread_task_post(sp->conf->thread_pool, sp->task) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_lf_spool_worker.busy++;
+
+    return NGX_OK;
+}
+
+
+/* in a thread of the pool: no logging here, the worker does it */
+
+static void
+ngx_http_lf_spool_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_lf_spooled_t  *sp = data;
+
+    int  dfd;
+
+    dfd = open((char *) sp->conf->path.data,
+               O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (dfd == -1) {
+        sp->err = ngx_errno;
+        sp->failed = "open()";
+        return;
+    }
+
+    switch (sp->op) {
+
+    case NGX_HTTP_LF_SPOOL_WRITE:
+        ngx_http_lf_spool_write_file(sp, dfd);
+        break;
+
+    case NGX_HTTP_LF_SPOOL_CLAIM:
+        ngx_http_lf_spool_claim_file(sp, dfd);
+        break;
+
+    default: /* NGX_HTTP_LF_SPOOL_RELEASE */
+        ngx_http_lf_spool_release_file(sp, dfd);
+        break;
+    }
+
+    close(dfd);
+}
+
+
+/*
+ * Directory changes go under an flock() of ".lock": workers and the
+ * threads within one worker exclude each other.
+ */
+
+static int
+ngx_http_lf_spool_lock(ngx_http_lf_spooled_t *sp, int dfd)
+{
+    int  fd;
+
+    fd = openat(dfd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+    if (fd == -1) {
+        sp->err = ngx_errno;
+        sp->failed = "open(\".lock\")";
+        return -1;
+    }
+
+    while (flock(fd, LOCK_EX) == -1) {
+        if (ngx_errno != NGX_EINTR) {
+            sp->err = ngx_errno;
+            sp->failed = "flock()";
+            close(fd);
+            return -1;
+        }
+    }
+
+    return fd;
+}
+
+
+static void
+ngx_http_lf_spool_unlock(int fd)
+{
+    /* closing the file drops the lock */
+    close(fd);
+}
+
+
+static void
+ngx_http_lf_spool_write_file(ngx_http_lf_spooled_t *sp, int dfd)
+{
+    int                         fd, lock;
+    u_char                      temp[NGX_HTTP_LF_SPOOL_NAME];
+    size_t                      off;
+    ngx_uint_t                  i, n;
+    ngx_http_lf_spool_entry_t  *entries;
+
+    /* the separators become newlines: one event per line */
+
+    if (ngx_strlchr(sp->events, sp->events + sp->len, '\n') != NULL) {
+        sp->err = NGX_EINVAL;
+        sp->failed = "an event with a newline, write()";
+        return;
+    }
+
+    off = 0;
+
+    for (i = 0; i + 1 < sp->count; i++) {
+        off += sp->lens[i];
+        sp->events[off++] = '\n';
+    }
+
+    ngx_sprintf(temp, ".tmp-%P-%ui%Z", sp->pid, sp->seq);
+
+    fd = openat(dfd, (char *) temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                0600);
+
+    if (fd == -1) {
+        sp->err = ngx_errno;
+        sp->failed = "open()";
+        return;
+    }
+
+    if (ngx_http_lf_spool_write_all(fd, sp->header, sp->header_len)
+        != NGX_OK
+        || ngx_http_lf_spool_write_all(fd, sp->events, sp->len) != NGX_OK
+        || ngx_http_lf_spool_write_all(fd, (u_char *) "\n", 1) != NGX_OK)
+    {
+        sp->err = ngx_errno;
+        sp->failed = "write()";
+        goto failed;
+    }
+
+    /* on disk before it has its name: no torn batch after a crash */
+
+    if (fsync(fd) == -1) {
+        sp->err = ngx_errno;
+        sp->failed = "fsync()";
+        goto failed;
+    }
+
+    if (close(fd) == -1) {
+        fd = -1;
+        sp->err = ngx_errno;
+        sp->failed = "close()";
+        goto failed;
+    }
+
+    fd = -1;
+
+    lock = ngx_http_lf_spool_lock(sp, dfd);
+    if (lock == -1) {
+        goto failed;
+    }
+
+    if (renameat(dfd, (char *) temp, dfd, (char *) sp->name) == -1) {
+        sp->err = ngx_errno;
+        sp->failed = "rename()";
+        ngx_http_lf_spool_unlock(lock);
+        goto failed;
+    }
+
+    (void) fsync(dfd);
+
+    if (ngx_http_lf_spool_scan(sp, dfd, &entries, &n) == NGX_OK) {
+        ngx_http_lf_spool_evict(sp, dfd, entries, n);
+        free(entries);
+    }
+
+    ngx_http_lf_spool_unlock(lock);
+
+    return;
+
+failed:
+
+    if (fd != -1) {
+        close(fd);
+    }
+
+    (void) unlinkat(dfd, (char *) temp, 0);
+}
+
+
+/* a full spool drops its oldest files until the new one fits */
+
+static void
+ngx_http_lf_spool_evict(ngx_http_lf_spooled_t *sp, int dfd,
+    ngx_http_lf_spool_entry_t *entries, ngx_uint_t n)
+{
+    ngx_uint_t                  i, k;
+    ngx_http_lf_spool_drop_t   *drop;
+
+    for (i = 0; i < n && sp->bytes > sp->conf->max_size; i++) {
+
+        if (unlinkat(dfd, (char *) entries[i].name, 0) == -1) {
+            continue;
+        }
+
+        sp->bytes -= entries[i].size;
+        sp->files--;
+        sp->dropped_files++;
+
+        for (k = 0; k < sp->ndrops; k++) {
+            if (sp->drops[k].dest == entries[i].dest) {
+                break;
+            }
+        }
+
+        if (k == sp->ndrops) {
+            if (sp->ndrops < NGX_HTTP_LF_SPOOL_DROPS) {
+                sp->ndrops++;
+
+            } else {
+                /* more destinations than slots: the last one counts */
+                k = NGX_HTTP_LF_SPOOL_DROPS - 1;
+            }
+
+            drop = &sp->drops[k];
+
+            if (drop->events == 0) {
+                drop->dest = entries[i].dest;
+            }
+
+        } else {
+            drop = &sp->drops[k];
+        }
+
+        drop->events += entries[i].count;
+    }
+}
+
+
+static void
+ngx_http_lf_spool_claim_file(ngx_http_lf_spooled_t *sp, int dfd)
+{
+    int                         lock;
+    u_char                      claimed[NGX_HTTP_LF_SPOOL_NAME];
+    u_char                      bad[NGX_HTTP_LF_SPOOL_NAME + 4];
+    ngx_int_t                   rc;
+    ngx_uint_t                  i, k, n;
+    ngx_http_lf_spool_entry_t  *entries, *e;
+
+    lock = ngx_http_lf_spool_lock(sp, dfd);
+    if (lock == -1) {
+        return;
+    }
+
+    if (ngx_http_lf_spool_scan(sp, dfd, &entries, &n) != NGX_OK) {
+        ngx_http_lf_spool_unlock(lock);
+        return;
+    }
+
+    e = NULL;
+
+    for (i = 0; i < n && e == NULL; i++) {
+        for (k = 0; k < sp->nallowed; k++) {
+            if (sp->allowed[k] == entries[i].dest) {
+                e = &entries[i];
+                break;
+            }
+        }
+    }
+
+    if (e) {
+        ngx_cpystrn(sp->name, e->name, NGX_HTTP_LF_SPOOL_NAME);
+        sp->dest = e->dest;
+    }
+
+    free(entries);
+
+    if (e == NULL) {
+        ngx_http_lf_spool_unlock(lock);
+        return;
+    }
+
+    ngx_snprintf(claimed, NGX_HTTP_LF_SPOOL_NAME, "%s-claimed-%P%Z",
+                 sp->name, sp->pid);
+
+    if (renameat(dfd, (char *) sp->name, dfd, (char *) claimed) == -1) {
+        sp->err = ngx_errno;
+        sp->failed = "rename()";
+        ngx_http_lf_spool_unlock(lock);
+        return;
+    }
+
+    ngx_http_lf_spool_unlock(lock);
+
+    rc = ngx_http_lf_spool_load(sp, dfd, claimed);
+
+    if (rc == NGX_OK) {
+        sp->found = 1;
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* kept for a look, out of the way of the replay */
+        ngx_snprintf(bad, NGX_HTTP_LF_SPOOL_NAME + 4, "%s-bad%Z", sp->name);
+        (void) renameat(dfd, (char *) claimed, dfd, (char *) bad);
+        sp->bad = 1;
+        return;
+    }
+
+    (void) renameat(dfd, (char *) claimed, dfd, (char *) sp->name);
+}
+
+
+static void
+ngx_http_lf_spool_release_file(ngx_http_lf_spooled_t *sp, int dfd)
+{
+    u_char  claimed[NGX_HTTP_LF_SPOOL_NAME];
+
+    ngx_snprintf(claimed, NGX_HTTP_LF_SPOOL_NAME, "%s-claimed-%P%Z",
+                 sp->name, sp->pid);
+
+    if (sp->delivered) {
+        if (unlinkat(dfd, (char *) claimed, 0) == -1) {
+            sp->err = ngx_errno;
+            sp->failed = "unlink()";
+        }
+
+        return;
+    }
+
+    if (renameat(dfd, (char *) claimed, dfd, (char *) sp->name) == -1) {
+        sp->err = ngx_errno;
+        sp->failed = "rename()";
+    }
+}
+
+
+/*
+ * Lists the files that wait, oldest first, and the spool's totals; on
+ * the way, claims of workers that are gone are taken back, and the
+ * temporary files they left are removed.  The caller holds the lock.
+ */
+
+static ngx_int_t
+ngx_http_lf_spool_scan(ngx_http_lf_spooled_t *sp, int dfd,
+    ngx_http_lf_spool_entry_t **entries, ngx_uint_t *n)
+{
+    int                          fd;
+    DIR                         *dir;
+    u_char                      *name;
+    u_char                       waiting[NGX_HTTP_LF_SPOOL_NAME];
+    size_t                       len, base;
+    uint32_t                     dest;
+    ngx_pid_t                    pid;
+    ngx_uint_t                   count, size;
+    struct stat                  st;
+    struct dirent               *de;
+    ngx_http_lf_spool_kind_e     kind;
+    ngx_http_lf_spool_entry_t   *list, *grown;
+
+    fd = dup(dfd);
+    if (fd == -1) {
+        sp->err = ngx_errno;
+        sp->failed = "dup()";
+        return NGX_ERROR;
+    }
+
+    dir = fdopendir(fd);
+    if (dir == NULL) {
+        sp->err = ngx_errno;
+        sp->failed = "opendir()";
+        close(fd);
+        return NGX_ERROR;
+    }
+
+    list = NULL;
+    size = 0;
+    *n = 0;
+    sp->files = 0;
+    sp->bytes = 0;
+
+    for ( ;; ) {
+        ngx_set_errno(0);
+
+        de = readdir(dir);
+
+        if (de == NULL) {
+            if (ngx_errno) {
+                sp->err = ngx_errno;
+                sp->failed = "readdir()";
+                goto failed;
+            }
+
+            break;
+        }
+
+        name = (u_char *) de->d_name;
+        len = ngx_strlen(name);
+
+        kind = ngx_http_lf_spool_kind(name, len, &dest, &count, &pid, &base);
+
+        if (kind == NGX_HTTP_LF_SPOOL_OTHER) {
+            continue;
+        }
+
+        if (fstatat(dfd, (char *) name, &st, AT_SYMLINK_NOFOLLOW) == -1
+            || !S_ISREG(st.st_mode))
+        {
+            continue;
+        }
+
+        if (kind == NGX_HTTP_LF_SPOOL_TEMP) {
+            if (pid != sp->pid && kill(pid, 0) == -1 && errno == ESRCH) {
+                (void) unlinkat(dfd, (char *) name, 0);
+            }
+
+            continue;
+        }
+
+        if (kind == NGX_HTTP_LF_SPOOL_CLAIMED) {
+            sp->files++;
+            sp->bytes += st.st_size;
+
+            if (pid == sp->pid
+                || ((kill(pid, 0) == 0 || errno != ESRCH)
+                    && sp->now - st.st_ctime < NGX_HTTP_LF_SPOOL_STALE))
+            {
+                continue;
+            }
+
+            /* its worker is gone: the file waits again under its name */
+
+            if (base >= NGX_HTTP_LF_SPOOL_NAME) {
+                continue;
+            }
+
+            ngx_cpystrn(waiting, name, base + 1);
+
+            if (renameat(dfd, (char *) name, dfd, (char *) waiting) == -1) {
+                continue;
+            }
+
+            sp->recovered++;
+            sp->files--;
+            sp->bytes -= st.st_size;
+        }
+
+        if (base >= NGX_HTTP_LF_SPOOL_NAME) {
+            continue;
+        }
+
+        if (*n == size) {
+            size = size ? 2 * size : 64;
+
+            grown = realloc(list, size * sizeof(ngx_http_lf_spool_entry_t));
+            if (grown == NULL) {
+                sp->err = NGX_ENOMEM;
+                sp->failed = "realloc()";
+                goto failed;
+            }
+
+            list = grown;
+        }
+
+        ngx_memcpy(list[*n].name, name, base);
+        list[*n].name[base] = '\0';
+        list[*n].size = st.st_size;
+        list[*n].dest = dest;
+        list[*n].count = count;
+        (*n)++;
+
+        sp->files++;
+        sp->bytes += st.st_size;
+    }
+
+    closedir(dir);
+
+    if (*n) {
+        ngx_qsort(list, *n, sizeof(ngx_http_lf_spool_entry_t),
+                  ngx_http_lf_spool_cmp);
+    }
+
+    *entries = list;
+    sp->scanned = 1;
+
+    return NGX_OK;
+
+failed:
+
+    closedir(dir);
+    free(list);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * Reads a claimed file back into a batch: the events joined with
+ * commas, as the queue gives them.  NGX_DECLINED: not a spooled batch.
+ */
+
+static ngx_int_t
+ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp, int dfd, u_char *claimed)
+{
+    int           fd;
+    u_char       *buf, *p, *end, *nl, *body;
+    size_t        size, got, *lens;
+    ssize_t       n;
+    ngx_int_t     dest, count;
+    ngx_uint_t    i;
+    struct stat   st;
+
+    fd = openat(dfd, (char *) claimed, O_RDONLY | O_CLOEXEC);
+
+    if (fd == -1) {
+        sp->err = ngx_errno;
+        sp->failed = "open()";
+        return NGX_ERROR;
+    }
+
+    if (fstat(fd, &st) == -1) {
+        sp->err = ngx_errno;
+        sp->failed = "fstat()";
+        close(fd);
+        return NGX_ERROR;
+    }
+
+    if (st.st_size < 2 || st.st_size > NGX_HTTP_LF_SPOOL_FILE_MAX) {
+        close(fd);
+        return NGX_DECLINED;
+    }
+
+    size = (size_t) st.st_size;
+
+    buf = malloc(size);
+    if (buf == NULL) {
+        sp->err = NGX_ENOMEM;
+        sp->failed = "malloc()";
+        close(fd);
+        return NGX_ERROR;
+    }
+
+    for (got = 0; got < size; got += n) {
+        n = read(fd, buf + got, size - got);
+
+        if (n == -1 && ngx_errno == NGX_EINTR) {
+            n = 0;
+            continue;
+        }
+
+        if (n <= 0) {
+            sp->err = (n == 0) ? 0 : ngx_errno;
+            sp->failed = "read()";
+            close(fd);
+            ngx_free(buf);
+            return n == 0 ? NGX_DECLINED : NGX_ERROR;
+        }
+    }
+
+    close(fd);
+
+    end = buf + size;
+
+    /* "langfuse-spool/1 dest=<8 hex> events=<n> ...\n" */
+
+    nl = ngx_strlchr(buf, end, '\n');
+    p = buf + sizeof(NGX_HTTP_LF_SPOOL_MAGIC) - 1;
+
+    if (nl == NULL
+        || p + 8 + sizeof(" events=") > nl
+        || ngx_strncmp(buf, NGX_HTTP_LF_SPOOL_MAGIC, p - buf) != 0
+        || ngx_strncmp(p + 8, " events=", 8) != 0
+        || end[-1] != '\n')
+    {
+        goto bad;
+    }
+
+    dest = ngx_hextoi(p, 8);
+
+    for (p += 16, body = p; p < nl && *p >= '0' && *p <= '9'; p++) {
+        /* void */
+    }
+
+    count = ngx_atoi(body, p - body);
+
+    if (dest == NGX_ERROR || (uint32_t) dest != sp->dest
+        || count <= 0 || (size_t) count > size || (p < nl && *p != ' '))
+    {
+        goto bad;
+    }
+
+    body = nl + 1;
+
+    lens = malloc(count * sizeof(size_t));
+    if (lens == NULL) {
+        sp->err = NGX_ENOMEM;
+        sp->failed = "malloc()";
+        ngx_free(buf);
+        return NGX_ERROR;
+    }
+
+    /* one event per line, none empty, exactly as many as the header says */
+
+    for (i = 0, p = body; p < end; i++) {
+        nl = ngx_strlchr(p, end, '\n');
+
+        if (nl == p || i == (ngx_uint_t) count) {
+            ngx_free(lens);
+            goto bad;
+        }
+
+        lens[i] = nl - p;
+        *nl = ',';
+        p = nl + 1;
+    }
+
+    if (i != (ngx_uint_t) count) {
+        ngx_free(lens);
+        goto bad;
+    }
+
+    /* the events move to the buffer's start, without the last comma */
+
+    sp->len = end - body - 1;
+    ngx_memmove(buf, body, sp->len);
+
+    sp->events = buf;
+    sp->lens = lens;
+    sp->count = count;
+
+    return NGX_OK;
+
+bad:
+
+    ngx_free(buf);
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * What a spool directory entry is, from its name alone:
+ *
+ *     <16 hex>-<8 hex>-<pid>-<seq>-<events>.batch       waits
+ *     <the above>-claimed-<pid>                         being replayed
+ *     .tmp-<pid>-<seq>                                  being written
+ *
+ * "base" is the length of the waiting file's name.
+ */
+
+static ngx_http_lf_spool_kind_e
+ngx_http_lf_spool_kind(u_char *name, size_t len, uint32_t *dest,
+    ngx_uint_t *count, ngx_pid_t *pid, size_t *base)
+{
+    u_char     *p, *dot, *last;
+    ngx_int_t   n;
+
+    last = name + len;
+
+    *dest = 0;
+    *count = 0;
+    *pid = 0;
+    *base = 0;
+
+    if (len > 5 && ngx_strncmp(name, ".tmp-", 5) == 0) {
+        for (p = name + 5; p < last && *p >= '0' && *p <= '9'; p++) {
+            /* void */
+        }
+
+        n = ngx_atoi(name + 5, p - name - 5);
+
+        if (n <= 0 || p == last || *p != '-') {
+            return NGX_HTTP_LF_SPOOL_OTHER;
+        }
+
+        *pid = (ngx_pid_t) n;
+        return NGX_HTTP_LF_SPOOL_TEMP;
+    }
+
+    if (len < 26 + sizeof("0-0-1.batch") - 1
+        || ngx_hextoi(name, 16) == NGX_ERROR
+        || name[16] != '-'
+        || ngx_hextoi(name + 17, 8) == NGX_ERROR
+        || name[25] != '-')
+    {
+        return NGX_HTTP_LF_SPOOL_OTHER;
+    }
+
+    dot = ngx_strnstr(name + 26, ".batch", len - 26);
+    if (dot == NULL) {
+        return NGX_HTTP_LF_SPOOL_OTHER;
+    }
+
+    /* the event count is the last number before ".batch" */
+
+    for (p = dot; p > name + 26 && p[-1] >= '0' && p[-1] <= '9'; p--) {
+        /* void */
+    }
+
+    n = ngx_atoi(p, dot - p);
+
+    if (n <= 0 || p[-1] != '-') {
+        return NGX_HTTP_LF_SPOOL_OTHER;
+    }
+
+    *dest = (uint32_t) ngx_hextoi(name + 17, 8);
+    *count = (ngx_uint_t) n;
+    *base = dot + 6 - name;
+
+    if (*base == len) {
+        return NGX_HTTP_LF_SPOOL_BATCH;
+    }
+
+    p = dot + 6;
+
+    if (last - p <= 9 || ngx_strncmp(p, "-claimed-", 9) != 0) {
+        return NGX_HTTP_LF_SPOOL_OTHER;
+    }
+
+    n = ngx_atoi(p + 9, last - p - 9);
+
+    if (n <= 0) {
+        return NGX_HTTP_LF_SPOOL_OTHER;
+    }
+
+    *pid = (ngx_pid_t) n;
+
+    return NGX_HTTP_LF_SPOOL_CLAIMED;
+}
+
+
+static ngx_int_t
+ngx_http_lf_spool_write_all(int fd, u_char *p, size_t len)
+{
+    ssize_t  n;
+
+    while (len) {
+        n = write(fd, p, len);
+
+        if (n == -1) {
+            if (ngx_errno == NGX_EINTR) {
+                continue;
+            }
+
+            return NGX_ERROR;
+        }
+
+        p += n;
+        len -= n;
+    }
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_lf_spool_cmp(const void *one, const void *two)
+{
+    const ngx_http_lf_spool_entry_t  *a = one;
+    const ngx_http_lf_spool_entry_t  *b = two;
+
+    return ngx_strcmp(a->name, b->name);
+}
+
+
+/* back in the worker's event loop */
+
+static void
+ngx_http_lf_spool_done(ngx_event_t *ev)
+{
+    ngx_thread_task_t      *task = ev->data;
+    ngx_http_lf_spooled_t  *sp = task->ctx;
+
+    ngx_http_lf_spool_worker_t  *sw;
+
+    sw = &ngx_http_lf_spool_worker;
+    sw->busy--;
+
+    switch (sp->op) {
+
+    case NGX_HTTP_LF_SPOOL_WRITE:
+        sw->writing--;
+        ngx_http_lf_spool_written(sp);
+        break;
+
+    case NGX_HTTP_LF_SPOOL_CLAIM:
+        ngx_http_lf_spool_totals(sp);
+
+        if (sp->bad) {
+            ngx_log_error(NGX_LOG_ERR, sw->log, 0,
+                          "langfuse: \"%V/%s\" is not a spooled batch, "
+                          "it is renamed to \"%s-bad\" and left alone",
+                          &sp->conf->path, sp->name, sp->name);
+        }
+
+        if (sp->err) {
+            ngx_http_lf_spool_error(sp, "replaying from");
+        }
+
+        if (sp->found) {
+            ngx_log_debug3(NGX_LOG_DEBUG_EVENT, sw->log, 0,
+                           "langfuse spool: replaying \"%s\", %ui "
+                           "event(s), %ui file(s) left", sp->name,
+                           sp->count, sp->files - 1);
+
+            /* the exporter owns events and lens from here */
+            ngx_http_lf_export_replay(sp, sp->dest, sp->events, sp->len,
+                                      sp->lens, sp->count);
+            return;
+        }
+
+        ngx_http_lf_export_replay(NULL, 0, NULL, 0, NULL, 0);
+        break;
+
+    default: /* NGX_HTTP_LF_SPOOL_RELEASE */
+
+        if (sp->err) {
+            ngx_http_lf_spool_error(sp, sp->delivered
+                                        ? "removing a replayed batch from"
+                                        : "returning a batch to");
+        }
+
+        break;
+    }
+
+    ngx_free(task);
+}
+
+
+static void
+ngx_http_lf_spool_written(ngx_http_lf_spooled_t *sp)
+{
+    time_t                       now;
+    uint64_t                     events;
+    ngx_uint_t                   i;
+    ngx_http_lf_main_conf_t     *lmcf;
+    ngx_http_lf_spool_worker_t  *sw;
+
+    sw = &ngx_http_lf_spool_worker;
+    lmcf = sw->lmcf;
+
+    if (sp->err) {
+        ngx_http_lf_stat(lmcf, sp->dest, dropped_spool_error, sp->count);
+        ngx_http_lf_spool_error(sp, "writing a batch to");
+
+    } else {
+        ngx_http_lf_stat(lmcf, sp->dest, spooled, sp->count);
+
+        ngx_log_debug3(NGX_LOG_DEBUG_EVENT, sw->log, 0,
+                       "langfuse spool: \"%s\" written, %ui file(s), "
+                       "%O bytes", sp->name, sp->files, sp->bytes);
+    }
+
+    ngx_http_lf_spool_totals(sp);
+
+    events = 0;
+
+    for (i = 0; i < sp->ndrops; i++) {
+        ngx_http_lf_stat(lmcf, sp->drops[i].dest, dropped_spool_full,
+                         sp->drops[i].events);
+        events += sp->drops[i].events;
+    }
+
+    sw->drops_unlogged += events;
+    now = ngx_time();
+
+    if (sw->drops_unlogged && sw->drop_logged != now) {
+        sw->drop_logged = now;
+
+        ngx_log_error(NGX_LOG_WARN, sw->log, 0,
+                      "langfuse: spool \"%V\" is over max_size=%O: "
+                      "%uL event(s) of the oldest batches dropped since "
+                      "the last report", &sp->conf->path,
+                      sp->conf->max_size, sw->drops_unlogged);
+
+        sw->drops_unlogged = 0;
+    }
+
+    ngx_free(sp->events);
+    ngx_free(sp->lens);
+}
+
+
+static void
+ngx_http_lf_spool_totals(ngx_http_lf_spooled_t *sp)
+{
+    ngx_http_lf_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_lf_spool_worker.lmcf;
+
+    if (!sp->scanned || lmcf->sh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+    lmcf->sh->spool_files = sp->files;
+    lmcf->sh->spool_bytes = sp->bytes;
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+/* at most one line a second: a broken disk fails every batch */
+
+static void
+ngx_http_lf_spool_error(ngx_http_lf_spooled_t *sp, const char *what)
+{
+    time_t                       now;
+    ngx_http_lf_spool_worker_t  *sw;
+
+    sw = &ngx_http_lf_spool_worker;
+    now = ngx_time();
+
+    if (sw->error_logged == now) {
+        return;
+    }
+
+    sw->error_logged = now;
+
+    ngx_log_error(NGX_LOG_ERR, sw->log, sp->err,
+                  "langfuse: %s spool \"%V\" failed: %s of \"%s\"",
+                  what, &sp->conf->path, sp->failed, sp->name);
+}
+
+
+#endif /* NGX_THREADS */
+
+
+/*
+ * langfuse_spool path [max_size=size] [thread_pool=name] | off;
+ */
+
+char *
+ngx_http_lf_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_lf_main_conf_t *lmcf = conf;
+
+#if (NGX_THREADS)
+    off_t                      max_size;
+    ngx_str_t                 *value, s, name, *pool;
+    ngx_uint_t                 i;
+    ngx_path_t                *path;
+    ngx_http_lf_spool_conf_t  *spool;
+#endif
+
+    if (lmcf->spool != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+#if !(NGX_THREADS)
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"langfuse_spool\" needs nginx built with "
+                       "--with-threads: spool files are written by a "
+                       "thread pool, never by a worker");
+    return NGX_CONF_ERROR;
+
+#else
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        lmcf->spool = NULL;
+        return NGX_CONF_OK;
+    }
+
+    max_size = 1024 * 1024 * 1024;
+    pool = NULL;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            max_size = ngx_parse_offset(&s);
+
+            if (max_size <= 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid max_size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "thread_pool=", 12) == 0) {
+            name.data = value[i].data + 12;
+            name.len = value[i].len - 12;
+
+            if (name.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid thread pool \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            pool = &name;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    spool = ngx_pcalloc(cf->pool, sizeof(ngx_http_lf_spool_conf_t));
+    if (spool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    spool->path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &spool->path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    while (spool->path.len > 1
+           && spool->path.data[spool->path.len - 1] == '/')
+    {
+        spool->path.len--;
+    }
+
+    /* the threads open it by name */
+
+    s.data = ngx_pnalloc(cf->pool, spool->path.len + 1);
+    if (s.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_cpystrn(s.data, spool->path.data, spool->path.len + 1);
+    spool->path.data = s.data;
+
+    spool->max_size = max_size;
+
+    spool->thread_pool = ngx_thread_pool_add(cf, pool);
+    if (spool->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* created at start for the workers' user, as temporary paths are */
+
+    path = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));
+    if (path == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    path->name = spool->path;
+    path->conf_file = cf->conf_file->file.name.data;
+    path->line = cf->conf_file->line;
+
+    if (ngx_add_path(cf, &path) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    lmcf->spool = spool;
+
+    return NGX_CONF_OK;
+
+#endif
+}

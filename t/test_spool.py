@@ -1,0 +1,325 @@
+"""The disk spool (langfuse_spool): batches Langfuse does not take in
+time, the queue's overflow and what quitting workers hold are written to
+files, replayed oldest first once Langfuse accepts, across restarts, and
+a full spool drops its oldest batches with a counter.  Every scenario
+counts trace ids at the sink against its guarantee."""
+
+import json
+import os
+import re
+import time
+
+from lfcheck import OUTPUT, assistant, jattr, send_chat
+
+CONF = """
+server {
+    listen 127.0.0.1:@PORT@;
+    location / { @LF@ proxy_pass @UP@; }
+    location = /langfuse { langfuse_status; }
+}
+"""
+
+NAME_RE = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{8}-\d+-\d+-(\d+)\.batch$")
+# a batch, waiting or claimed by a worker replaying it
+ANY_RE = re.compile(r"^([0-9a-f]{16}-[0-9a-f]{8}-\d+-\d+-(\d+)\.batch)"
+                    r"(-claimed-\d+)?$")
+
+send = send_chat
+
+
+def spool_conf(ng_dir_token="@PREFIX@/spool", extra="", retries=0):
+    return ("langfuse_spool %s%s;\nlangfuse_retries %d;" %
+            (ng_dir_token, extra, retries))
+
+
+def spool_dir(ng):
+    return os.path.join(ng.prefix, "spool")
+
+
+def batch_files(ng):
+    """Waiting spool files, oldest first: [(name, events in the name)]."""
+    d = spool_dir(ng)
+    out = []
+    for name in sorted(os.listdir(d)):
+        m = NAME_RE.match(name)
+        if m:
+            out.append((name, int(m.group(1))))
+    return out
+
+
+def read_batch(ng, name):
+    """(header line, [event dicts]) of one spool file."""
+    with open(os.path.join(spool_dir(ng), name), "rb") as f:
+        data = f.read()
+    assert data.endswith(b"\n")
+    lines = data[:-1].split(b"\n")
+    return lines[0].decode(), [json.loads(ln) for ln in lines[1:]]
+
+
+def spool_snapshot(ng):
+    """[(base name, header, events)] of every batch in the spool, waiting
+    or claimed, oldest first; retried when a worker renames a file under
+    our feet."""
+    for _ in range(50):
+        try:
+            out = []
+            for name in os.listdir(spool_dir(ng)):
+                m = ANY_RE.match(name)
+                if m:
+                    header, events = read_batch(ng, name)
+                    assert len(events) == int(m.group(2))
+                    assert re.search(r" events=%s " % m.group(2), header)
+                    out.append((m.group(1), header, events))
+            return sorted(out)
+        except FileNotFoundError:
+            time.sleep(0.02)
+    raise AssertionError("the spool kept changing")
+
+
+def spooled_trace_ids(ng):
+    ids = []
+    for _, _, events in spool_snapshot(ng):
+        # an OTLP event is one span
+        ids.extend(ev["traceId"] for ev in events)
+    return ids
+
+
+def status(ng):
+    r = ng.request("/langfuse")
+    assert r.status == 200
+    return json.loads(r.body)
+
+
+def counters(ng):
+    doc = status(ng)
+    return doc["spool"], doc["destinations"][0]
+
+
+def wait(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_undelivered_batches_are_spooled_then_replayed(nginx, upstream,
+                                                      sink):
+    """guarantee: zero lost, zero duplicated; the file holds the batch"""
+    sink.down()
+    ng = nginx(CONF, http_extra=spool_conf())
+    ng.allow_errors(r"failed: .*retries exhausted, events spooled",
+                    r"failed: .*the batch stays in the spool")
+
+    ids = [send(ng, upstream, "kept %d" % i) for i in range(3)]
+
+    wait(lambda: len(spooled_trace_ids(ng)) == 3, 10, "three spooled events")
+    assert sorted(spooled_trace_ids(ng)) == sorted(ids)
+
+    header = spool_snapshot(ng)[0][1]
+    assert re.match(r"langfuse-spool/1 dest=[0-9a-f]{8} events=\d+ "
+                    r"url=http://127\.0\.0\.1:\d+/api/public/otel/v1/traces "
+                    r"public_key=pk-lf-test$", header), header
+    # nothing half written is left behind
+    assert not [n for n in os.listdir(spool_dir(ng)) if n.startswith(".tmp")]
+
+    spool, d = counters(ng)
+    assert (d["spooled"], d["failed"], d["sent"]) == (3, 0, 0)
+    assert spool["path"] == spool_dir(ng)
+    assert spool["files"] >= 1 and spool["bytes"] > 0
+
+    sink.up()
+    spans = sink.assert_exactly_once(ids, timeout=15)
+    by_id = {s["traceId"]: s for s in spans}
+    for i, t in enumerate(ids):
+        assert jattr(by_id[t], OUTPUT) == assistant("kept %d" % i)
+
+    wait(lambda: not os.listdir(spool_dir(ng)) or
+         set(os.listdir(spool_dir(ng))) == {".lock"}, 5, "an empty spool")
+    _, d = counters(ng)
+    assert (d["spooled"], d["replayed"], d["sent"]) == (3, 3, 3)
+
+
+def test_quit_with_langfuse_down_then_restart_loses_nothing(nginx, upstream,
+                                                           sink):
+    """guarantee: zero lost across a quit and a start while Langfuse is
+    down; the quit stays bounded"""
+    sink.down()
+    # a long interval: every event is still queued when nginx quits
+    ng = nginx(CONF, flush_interval="30s",
+               http_extra=spool_conf(retries=5))
+    ng.allow_errors(r"failed: .*nginx is quitting, events spooled")
+
+    ids = [send(ng, upstream, "queued %d" % i) for i in range(40)]
+
+    assert ng.stop() is True, "nginx needed SIGKILL"
+    assert ng.stop_seconds < 8
+    assert sorted(spooled_trace_ids(ng)) == sorted(ids)
+    assert sink.spans() == []
+
+    sink.up()
+    ng.start()
+    sink.assert_exactly_once(ids, timeout=15)
+    wait(lambda: batch_files(ng) == [], 5, "an empty spool")
+    _, d = counters(ng)
+    assert d["replayed"] == 40
+
+
+def test_quit_with_hanging_langfuse_spools_what_is_in_flight(nginx, upstream,
+                                                            sink):
+    """guarantee: zero lost when Langfuse hangs at quit: after the bounded
+    drain, exports in flight and the queue go to the spool"""
+    sink.hang()
+    ng = nginx(CONF, flush_interval="100ms", batch_size=5,
+               http_extra=spool_conf(retries=5))
+    ng.allow_errors(r"failed: .*nginx is quitting, events spooled")
+
+    ids = [send(ng, upstream, "hung %d" % i) for i in range(30)]
+    wait(lambda: len(sink.hung) >= 2, 5, "exports in flight")
+
+    assert ng.stop() is True, "nginx needed SIGKILL"
+    assert ng.stop_seconds < 10
+    assert re.search(r"export\(s\) of \d+ event\(s\) not delivered within "
+                     r"the shutdown time are spooled", ng.read_error_log())
+    assert sorted(spooled_trace_ids(ng)) == sorted(ids)
+
+    sink.release()
+    sink.normal()
+    ng.start()
+    sink.assert_exactly_once(ids, timeout=20)
+
+
+def test_full_spool_drops_oldest_and_counts(nginx, upstream, sink):
+    """guarantee: what a full spool drops is the oldest, and counted"""
+    sink.down()
+    ng = nginx(CONF, http_extra=spool_conf(extra=" max_size=12k"))
+    ng.allow_errors(r"failed: .*retries exhausted, events spooled",
+                    r"failed: .*the batch stays in the spool")
+
+    ids = []
+    for i in range(12):
+        ids.append(send(ng, upstream, "n%d %s" % (i, "x" * 1500)))
+        # one batch per call: wait for each to reach the spool
+        wait(lambda: counters(ng)[1]["spooled"] == i + 1, 10,
+             "call %d spooled" % i)
+
+    kept = spooled_trace_ids(ng)
+    _, d = counters(ng)
+    dropped = d["dropped"]["spool_full"]
+    assert dropped > 0 and dropped + len(kept) == 12
+    # the newest stay, in order
+    assert kept == ids[-len(kept):]
+    size = sum(os.path.getsize(os.path.join(spool_dir(ng), n))
+               for n, _ in batch_files(ng))
+    assert size <= 12 * 1024
+    assert re.search(r"spool \".*\" is over max_size=12288: \d+ event\(s\) "
+                     r"of the oldest batches dropped", ng.read_error_log())
+
+    sink.up()
+    sink.assert_exactly_once(kept, timeout=15)
+    assert sorted(s["traceId"] for s in sink.spans()) == sorted(kept)
+
+
+def test_crowded_queue_overflows_to_the_spool(nginx, upstream, sink):
+    """guarantee: an outage longer than the queue holds loses nothing"""
+    sink.down()
+    ng = nginx(CONF, queue_size="64k", batch_size=10,
+               http_extra=spool_conf(retries=20))
+    ng.allow_errors(r"failed: .*")
+
+    ids = []
+    for i in range(60):
+        ids.append(send(ng, upstream, "o%d %s" % (i, "y" * 1500)))
+        time.sleep(0.02)
+
+    _, d = counters(ng)
+    assert d["dropped"]["queue_full"] == 0
+    assert d["spooled"] > 0
+
+    sink.up()
+    sink.assert_exactly_once(ids, timeout=60)
+    _, d = counters(ng)
+    assert d["dropped"]["queue_full"] == 0
+
+
+def test_reload_leaves_the_queue_to_new_workers(nginx, upstream, sink):
+    """guarantee: a reload spools nothing; the queue goes out once"""
+    ng = nginx(CONF, flush_interval="2s", http_extra=spool_conf())
+    ids = [send(ng, upstream, "r%d" % i) for i in range(5)]
+    ng.reload()
+    sink.assert_exactly_once(ids, timeout=10)
+    assert batch_files(ng) == []
+    _, d = counters(ng)
+    assert d["spooled"] == 0
+
+
+def test_left_overs_of_dead_workers_are_recovered(nginx, upstream, sink):
+    """A claim of a process that is gone is replayed, a stale temporary
+    file is removed, a file that is not a batch is set aside."""
+    sink.down()
+    ng = nginx(CONF, http_extra=spool_conf())
+    ng.allow_errors(r"failed: .*retries exhausted, events spooled",
+                    r"failed: .*the batch stays in the spool",
+                    r"is not a spooled batch")
+    ids = [send(ng, upstream, "orphan")]
+    wait(lambda: spooled_trace_ids(ng), 10, "a spooled batch")
+    assert ng.stop() is True
+
+    dead = 4194000
+    while os.path.exists("/proc/%d" % dead):
+        dead -= 1
+    d = spool_dir(ng)
+    name = batch_files(ng)[0][0]
+    os.rename(os.path.join(d, name),
+              os.path.join(d, "%s-claimed-%d" % (name, dead)))
+    with open(os.path.join(d, ".tmp-%d-7" % dead), "wb") as f:
+        f.write(b"langfuse-spool/1 dest=")
+    bogus = "0000000000000001-%s-1-1-1.batch" % name[17:25]
+    with open(os.path.join(d, bogus), "wb") as f:
+        f.write(b"not a batch\n")
+
+    sink.up()
+    ng.start()
+    sink.assert_exactly_once(ids, timeout=15)
+    wait(lambda: sorted(os.listdir(d)) == [".lock", bogus + "-bad"], 10,
+         "the spool cleaned up: %r" % os.listdir(d))
+    assert re.search(r"\"%s/%s\" is not a spooled batch, it is renamed to "
+                     r"\"%s-bad\"" % (re.escape(d), bogus, bogus),
+                     ng.read_error_log())
+
+
+def test_spool_directive_is_checked(nginx_conf):
+    for bad, msg in (
+            ("langfuse_spool @PREFIX@/s max_size=0;", "invalid max_size"),
+            ("langfuse_spool @PREFIX@/s max_size=big;", "invalid max_size"),
+            ("langfuse_spool @PREFIX@/s sizes=1m;", "invalid parameter"),
+            ("langfuse_spool @PREFIX@/s; langfuse_spool @PREFIX@/t;",
+             "is duplicate"),
+            ("langfuse_spool @PREFIX@/s thread_pool=nope;",
+             "unknown thread pool \"nope\""),
+            ("langfuse_retries 21;", "at most 20")):
+        rc, out = nginx_conf(CONF, http_extra=bad).test_config()
+        assert rc != 0 and msg in out, (bad, out)
+
+    rc, out = nginx_conf(CONF, http_extra="langfuse_spool off;").test_config()
+    assert rc == 0, out
+
+
+def test_spool_directory_is_created_private(nginx, upstream, sink):
+    ng = nginx(CONF, http_extra="langfuse_spool @PREFIX@/lfspool "
+                                "max_size=1m thread_pool=lf;",
+               main_extra="thread_pool lf threads=2;")
+    st = os.stat(os.path.join(ng.prefix, "lfspool"))
+    assert st.st_mode & 0o077 == 0
+    tid = send(ng, upstream, "normal")
+    sink.assert_exactly_once([tid])
+    spool, d = counters(ng)
+    assert spool["max_size"] == 1024 * 1024
+    assert (d["sent"], d["spooled"], d["replayed"]) == (1, 0, 0)
+    assert batch_files_at(os.path.join(ng.prefix, "lfspool")) == []
+
+
+def batch_files_at(d):
+    return [n for n in os.listdir(d) if NAME_RE.match(n)]
