@@ -33,6 +33,7 @@
 #define NGX_HTTP_LF_SPOOL_WAIT          10000
 #define NGX_HTTP_LF_SPOOL_RESCAN        5000
 #define NGX_HTTP_LF_SPOOL_WRITES        4
+#define NGX_HTTP_LF_SHRINK_MIN          4096
 
 
 /*
@@ -132,6 +133,8 @@ static void ngx_http_lf_probe_done(ngx_http_lf_exporter_t *ex,
 static void ngx_http_lf_batch_retry(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch, const char *reason, long status);
 static void ngx_http_lf_batch_split(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch);
+static ngx_int_t ngx_http_lf_batch_shrink(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch);
 static void ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch);
@@ -1404,6 +1407,10 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
         return;
     }
 
+    if (status == 413 && ngx_http_lf_batch_shrink(ex, batch) == NGX_OK) {
+        return;
+    }
+
     ngx_http_lf_log_failure(ex, batch, "refused, events dropped", status);
     ngx_http_lf_stat(ex->lmcf, batch->dest->id, rejected, batch->count);
     ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_failed, 1);
@@ -1548,6 +1555,103 @@ ngx_http_lf_batch_split(ngx_http_lf_exporter_t *ex,
     }
 
     ngx_http_lf_batch_free(ex, batch);
+}
+
+
+/*
+ * One event too large for the server: it goes again with its input and
+ * output cut to an eighth of its size, until it is small; usage and the
+ * rest stay whole.
+ */
+
+static ngx_int_t
+ngx_http_lf_batch_shrink(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch)
+{
+    int                   cut;
+    u_char               *wrapped, *copy;
+    size_t                len, cap, *lens;
+    yajl_gen              g;
+    const u_char         *text;
+    ngx_http_lf_batch_t  *part;
+
+    if (batch->events_len < NGX_HTTP_LF_SHRINK_MIN) {
+        return NGX_DECLINED;
+    }
+
+    cap = batch->events_len / 8;
+
+    /* a legacy text is two events and a comma: parsed as one array */
+
+    wrapped = ngx_alloc(batch->events_len + 2, ex->log);
+    if (wrapped == NULL) {
+        return NGX_DECLINED;
+    }
+
+    wrapped[0] = '[';
+    ngx_memcpy(wrapped + 1, batch->events, batch->events_len);
+    wrapped[batch->events_len + 1] = ']';
+
+    g = yajl_gen_alloc(NULL);
+    if (g == NULL) {
+        ngx_free(wrapped);
+        return NGX_DECLINED;
+    }
+
+    cut = ngx_lf_event_shrink(g, wrapped, batch->events_len + 2, cap);
+
+    ngx_free(wrapped);
+
+    if (cut <= 0
+        || yajl_gen_get_buf(g, &text, &len) != yajl_gen_status_ok
+        || len < 2)
+    {
+        yajl_gen_free(g);
+        return NGX_DECLINED;
+    }
+
+    /* the brackets go again */
+    len -= 2;
+
+    copy = ngx_alloc(len, ex->log);
+    lens = ngx_alloc(sizeof(size_t), ex->log);
+
+    if (copy == NULL || lens == NULL) {
+        yajl_gen_free(g);
+
+        if (copy) {
+            ngx_free(copy);
+        }
+
+        if (lens) {
+            ngx_free(lens);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(copy, text + 1, len);
+    lens[0] = len;
+
+    yajl_gen_free(g);
+
+    ngx_log_error(NGX_LOG_WARN, ex->log, 0,
+                  "langfuse: \"%V\" refused an event of %uz bytes as too "
+                  "large, it goes again with its input and output cut to "
+                  "%uz bytes", &batch->dest->url, batch->events_len, cap);
+
+    part = ngx_http_lf_batch_create(ex, batch->dest, copy, len, lens, 1);
+
+    if (part && ngx_http_lf_batch_start(ex, part) != NGX_OK) {
+        ngx_http_lf_batch_undelivered(ex, part);
+
+    } else if (part == NULL) {
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, 1);
+    }
+
+    ngx_http_lf_batch_free(ex, batch);
+
+    return NGX_OK;
 }
 
 

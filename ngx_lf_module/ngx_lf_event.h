@@ -83,6 +83,14 @@ int ngx_lf_event_text(yajl_gen g, ngx_lf_protocol_e proto,
 const char *ngx_lf_event_batch_head(ngx_lf_protocol_e proto);
 const char *ngx_lf_event_batch_tail(ngx_lf_protocol_e proto);
 
+/*
+ * Writes an event text again into g with each input and output cut to
+ * cap bytes; returns how many were cut, or -1 when the text is not
+ * valid JSON.
+ */
+int ngx_lf_event_shrink(yajl_gen g, const unsigned char *text, size_t len,
+    size_t cap);
+
 /* "2026-12-03T10:00:00.350Z" into buf[32] */
 void ngx_lf_iso_time(char *buf, int64_t ms);
 

@@ -2,11 +2,13 @@
 same bytes until they succeed, refusals are final and logged, a batch
 too large is split, and an outage loses nothing that fits the queue."""
 
+import json
 import re
 import time
 
-from lfcheck import (CHAT_PATH, CHAT_REQ, OUTPUT, TRACED, assistant,
-                     jattr, send_chat)
+from lfcheck import (CHAT_PATH, CHAT_REQ, INPUT, MODEL, OUTPUT, TRACED,
+                     USAGE, assistant, jattr, send_chat, usage)
+from upstream import Case, openai_json
 
 PATH, REQ, CONF = CHAT_PATH, CHAT_REQ, TRACED
 
@@ -89,6 +91,59 @@ def test_too_large_batch_is_split(nginx, upstream, sink):
     assert 413 in statuses
     assert logged(ng, r"refused a batch of 4 events as too large, "
                              r"sending it in halves")
+
+
+def test_single_event_too_large_is_cut_not_dropped(nginx, upstream, sink):
+    """Alone and still refused with 413: the event goes again with its
+    output cut to an eighth of the event; usage and model stay whole."""
+    ng = nginx(CONF, flush_interval="100ms")
+    sink.max_bytes = 20000
+    text = "z" * 60000
+    case = Case(body=openai_json(
+        content=text, usage={"prompt_tokens": 7, "completion_tokens": 60000,
+                             "total_tokens": 60007}))
+    r = ng.post(PATH, REQ, case=upstream.add(case))
+    assert r.status == 200 and r.body == case.wire_body
+
+    span = sink.span_for(r.trace_id, timeout=10)
+    assert jattr(span, USAGE) == usage(7, 60000, 60007)
+    assert span["attributes"][MODEL] == "gpt-4o-mini"
+
+    whole = json.dumps(assistant(text), separators=(",", ":"))
+    got = span["attributes"][OUTPUT]
+    m = re.match(r"^(.*)\.\.\. \[(\d+) bytes cut\]$", got, re.S)
+    assert m, got[-80:]
+    kept, cut = m.group(1), int(m.group(2))
+    assert whole.startswith(kept) and len(kept) + cut == len(whole)
+    assert 4096 < len(kept) < 20000
+    # the input was small: untouched
+    assert jattr(span, INPUT) == REQ["messages"]
+
+    assert [q.status for q in sink.requests()] == [413, 200]
+    assert logged(ng, r"refused an event of \d+ bytes as too large, it goes "
+                      r"again with its input and output cut to \d+ bytes")
+
+
+def test_single_legacy_event_too_large_is_cut(nginx, upstream, sink):
+    ng = nginx(CONF.replace("@LF@", "@LF@ langfuse_protocol ingestion;"),
+               flush_interval="100ms")
+    sink.max_bytes = 20000
+    text = "q" * 60000
+    case = Case(body=openai_json(content=text))
+    r = ng.post(PATH, REQ, case=upstream.add(case))
+    assert r.status == 200 and r.body == case.wire_body
+
+    gens = sink.wait_for_generations(1, timeout=10)
+    body = gens[0]["body"]
+    assert body["model"] == "gpt-4o-mini"
+    whole = json.dumps(assistant(text), separators=(",", ":"))
+    m = re.match(r"^(.*)\.\.\. \[(\d+) bytes cut\]$", body["output"],
+                 re.S)
+    assert m and len(m.group(1)) + int(m.group(2)) == len(whole)
+    assert whole.startswith(m.group(1))
+    # the trace and the generation both hold the output: cut twice, the
+    # second note counts both cuts
+    assert [q.status for q in sink.requests()] == [413, 413, 207]
 
 
 def test_outage_then_recovery_loses_nothing(nginx, upstream, sink):

@@ -53,8 +53,11 @@ def test_status_counts_delivered_calls(nginx, upstream, sink):
     assert d["protocol"] == "otlp"
     assert (d["captured"], d["queued"], d["sent"]) == (3, 3, 3)
     assert (d["retried"], d["rejected"], d["failed"]) == (0, 0, 0)
+    assert (d["spooled"], d["replayed"]) == (0, 0)
     assert d["dropped"] == {"queue_full": 0, "too_large": 0,
-                            "no_destination": 0, "serialize": 0}
+                            "no_destination": 0, "serialize": 0,
+                            "spool_full": 0, "spool_error": 0}
+    assert doc["spool"] is None
     assert d["parse_errors"] == {"request": 0, "response": 0}
     assert d["in_flight"] == 0
     assert abs(d["last_success"] - time.time()) < 10

@@ -337,7 +337,9 @@ class _Handler(BaseHTTPRequestHandler):
             status = fault[1]
             body = owner.fail_body or json.dumps(
                 {"message": "injected failure", "status": status}).encode()
-        elif owner.max_spans is not None and nspans > owner.max_spans:
+        elif (owner.max_spans is not None and nspans > owner.max_spans) or (
+                owner.max_bytes is not None and rec.body is not None and
+                len(rec.body) > owner.max_bytes):
             rec.fault = "too large"
             status = 413
             body = b'{"message":"request entity too large"}'
@@ -450,6 +452,7 @@ class Sink:
         self._fault = None
         self._fault_count = None
         self.max_spans = None       # answer 413 to larger OTLP batches
+        self.max_bytes = None       # answer 413 to larger bodies (unzipped)
         self.retry_after = None     # Retry-After seconds on failures
         self.ingestion_errors = 0   # events refused in each 207 answer
         self.fail_body = None       # the answer to injected failures
@@ -568,6 +571,7 @@ class Sink:
     def normal(self):
         self._set_fault(None, None)
         self.max_spans = None
+        self.max_bytes = None
         self.retry_after = None
         self.ingestion_errors = 0
         self.fail_body = None
