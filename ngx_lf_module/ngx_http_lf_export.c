@@ -267,10 +267,21 @@ ngx_http_lf_export_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    /* the thread pools are gone: what is left here is lost */
+    /*
+     * past the event loop (a fast shutdown, or what a quit left): the
+     * spool's files are written here and now, the thread pools are gone
+     */
     ex->gone = 1;
 
+    if (ex->lmcf->spool) {
+        ngx_http_lf_spool_exit();
+    }
+
     ngx_http_lf_abandon(ex, "at exit");
+
+    if (ex->lmcf->spool && ngx_http_lf_queue_owned(ex)) {
+        ngx_http_lf_spool_queue(ex, NGX_MAX_UINT32_VALUE);
+    }
 
     curl_multi_cleanup(ex->multi);
     ex->multi = NULL;
@@ -336,7 +347,7 @@ ngx_http_lf_abandon(ngx_http_lf_exporter_t *ex, const char *when)
     ngx_log_error(NGX_LOG_WARN, ex->log, 0,
                   "langfuse: %ui export(s) of %uL event(s) not delivered "
                   "%s are %s", batches, events, when,
-                  (ex->lmcf->spool && !ex->gone) ? "spooled" : "abandoned");
+                  ex->lmcf->spool ? "spooled" : "abandoned");
 
     while (!ngx_queue_empty(&ex->batches)
            || !ngx_queue_empty(&ex->waiting))
@@ -361,7 +372,7 @@ ngx_http_lf_batch_undelivered(ngx_http_lf_exporter_t *ex,
 {
     if (batch->spooled == NULL) {
 
-        if (ex->lmcf->spool && !ex->gone) {
+        if (ex->lmcf->spool) {
             (void) ngx_http_lf_spool_write(ex->lmcf, batch->dest,
                                            batch->events, batch->events_len,
                                            batch->lens, batch->count);
@@ -645,7 +656,7 @@ ngx_http_lf_spool_queue(ngx_http_lf_exporter_t *ex, ngx_uint_t max)
 
     for (n = 0; n < max; n++) {
 
-        if (!ngx_exiting
+        if (!ngx_exiting && !ex->gone
             && (ngx_http_lf_spool_writing() >= NGX_HTTP_LF_SPOOL_WRITES
                 || !ngx_http_lf_queue_crowded(ex)))
         {
@@ -668,7 +679,7 @@ ngx_http_lf_spool_queue(ngx_http_lf_exporter_t *ex, ngx_uint_t max)
         return;
     }
 
-    if (ngx_exiting) {
+    if (ngx_exiting || ex->gone) {
         ngx_log_error(NGX_LOG_NOTICE, ex->log, 0,
                       "langfuse: %uL queued event(s) go to the spool "
                       "at exit", total);
@@ -1741,10 +1752,7 @@ ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
             ex->last_claim = ngx_current_msec;
         }
 
-        /* once the thread pools are gone, the claim is taken back later */
-        if (!ex->gone) {
-            ngx_http_lf_spool_release(batch->spooled, batch->taken);
-        }
+        ngx_http_lf_spool_release(batch->spooled, batch->taken);
     }
 
     if (batch->inflight) {

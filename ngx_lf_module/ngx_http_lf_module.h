@@ -245,6 +245,7 @@ char *ngx_http_lf_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 void ngx_http_lf_spool_init_process(ngx_http_lf_main_conf_t *lmcf,
     ngx_log_t *log);
+void ngx_http_lf_spool_exit(void);
 /* these take events and lens */
 ngx_int_t ngx_http_lf_spool_write(ngx_http_lf_main_conf_t *lmcf,
     ngx_http_lf_dest_t *dest, u_char *events, size_t len, size_t *lens,
@@ -260,9 +261,10 @@ ngx_uint_t ngx_http_lf_spool_writing(void);
 
 /* no spool can be configured: lmcf->spool stays NULL */
 #define ngx_http_lf_spool_init_process(lmcf, log)
+#define ngx_http_lf_spool_exit()
 #define ngx_http_lf_spool_write(lmcf, dest, events, len, lens, count)     \
     NGX_ERROR
-#define ngx_http_lf_spool_claim(lmcf, dests, n)  NGX_ERROR
+#define ngx_http_lf_spool_claim(lmcf, dests, n)  ((void) (dests), NGX_ERROR)
 #define ngx_http_lf_spool_release(sp, delivered)
 #define ngx_http_lf_spool_busy()  0
 #define ngx_http_lf_spool_writing()  0

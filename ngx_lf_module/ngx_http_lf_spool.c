@@ -125,6 +125,7 @@ typedef struct {
     ngx_log_t                  *log;
     ngx_uint_t                  busy;       /* tasks not back yet */
     ngx_uint_t                  writing;
+    ngx_uint_t                  sync;       /* no thread pool any more */
     ngx_uint_t                  seq;
     time_t                      error_logged;
     time_t                      drop_logged;
@@ -176,6 +177,18 @@ ngx_http_lf_spool_init_process(ngx_http_lf_main_conf_t *lmcf,
     ngx_memzero(sw, sizeof(ngx_http_lf_spool_worker_t));
     sw->lmcf = lmcf;
     sw->log = log;
+}
+
+
+/*
+ * A worker past its event loop (a fast shutdown) has no thread pool
+ * left and nothing else to do: it writes its files itself.
+ */
+
+void
+ngx_http_lf_spool_exit(void)
+{
+    ngx_http_lf_spool_worker.sync = 1;
 }
 
 
@@ -241,15 +254,16 @@ ngx_http_lf_spool_write(ngx_http_lf_main_conf_t *lmcf,
     *p++ = '\n';
     sp->header_len = p - sp->header;
 
+    sw->writing++;
+
     if (ngx_http_lf_spool_post(sp) != NGX_OK) {
+        sw->writing--;
         ngx_http_lf_stat(lmcf, dest->id, dropped_spool_error, count);
         ngx_free(events);
         ngx_free(lens);
         ngx_free(sp->task);
         return NGX_ERROR;
     }
-
-    sw->writing++;
 
     return NGX_OK;
 }
@@ -331,16 +345,29 @@ ngx_http_lf_spool_task(ngx_http_lf_main_conf_t *lmcf,
 }
 
 
+/* the task may be done, and freed, when this returns NGX_OK */
+
 static ngx_int_t
 ngx_http_lf_spool_post(ngx_http_lf_spooled_t *sp)
 {
+    ngx_http_lf_spool_worker_t  *sw;
+
+    sw = &ngx_http_lf_spool_worker;
+
     sp->now = ngx_time();
+
+    if (sw->sync) {
+        sw->busy++;
+        ngx_http_lf_spool_thread(sp, sw->log);
+        ngx_http_lf_spool_done(&sp->task->event);
+        return NGX_OK;
+    }
 
     if (ngx_thread_task_post(sp->conf->thread_pool, sp->task) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_http_lf_spool_worker.busy++;
+    sw->busy++;
 
     return NGX_OK;
 }

@@ -7,6 +7,7 @@ counts trace ids at the sink against its guarantee."""
 import json
 import os
 import re
+import signal
 import time
 
 from lfcheck import OUTPUT, assistant, jattr, send_chat
@@ -167,6 +168,26 @@ def test_quit_with_langfuse_down_then_restart_loses_nothing(nginx, upstream,
     assert d["replayed"] == 40
 
 
+def test_fast_shutdown_spools_the_queue(nginx, upstream, sink):
+    """guarantee: zero lost across `nginx -s stop` (SIGTERM), where the
+    workers leave at once: they write the spool before they go"""
+    sink.down()
+    ng = nginx(CONF, flush_interval="30s", http_extra=spool_conf(retries=5))
+
+    ids = [send(ng, upstream, "stopped %d" % i) for i in range(25)]
+
+    os.kill(ng.proc.pid, signal.SIGTERM)
+    ng.proc.wait(10)
+    assert ng.stop() is True
+    assert sorted(spooled_trace_ids(ng)) == sorted(ids)
+    assert re.search(r"25 queued event\(s\) go to the spool at exit",
+                     ng.read_error_log())
+
+    sink.up()
+    ng.start()
+    sink.assert_exactly_once(ids, timeout=15)
+
+
 def test_quit_with_hanging_langfuse_spools_what_is_in_flight(nginx, upstream,
                                                             sink):
     """guarantee: zero lost when Langfuse hangs at quit: after the bounded
@@ -318,6 +339,11 @@ def test_spool_directory_is_created_private(nginx, upstream, sink):
     spool, d = counters(ng)
     assert spool["max_size"] == 1024 * 1024
     assert (d["sent"], d["spooled"], d["replayed"]) == (1, 0, 0)
+    text = ng.request("/langfuse?format=prometheus").body.decode()
+    assert "\nnginx_langfuse_spool_size_bytes 1048576\n" in text
+    assert "\nnginx_langfuse_spool_files 0\n" in text
+    assert re.search(r'nginx_langfuse_events_total\{[^}]*state="spooled"\} 0',
+                     text)
     assert batch_files_at(os.path.join(ng.prefix, "lfspool")) == []
 
 
