@@ -37,7 +37,7 @@
 #include <sys/file.h>
 
 
-#define NGX_HTTP_LF_SPOOL_NAME          96
+#define NGX_HTTP_LF_SPOOL_NAME          128
 #define NGX_HTTP_LF_SPOOL_HEADER        1024
 #define NGX_HTTP_LF_SPOOL_STALE         3600
 #define NGX_HTTP_LF_SPOOL_DROPS         8
@@ -241,9 +241,10 @@ ngx_http_lf_spool_write(ngx_http_lf_main_conf_t *lmcf,
 
     /* for a reader of the file: where it goes, control bytes left out */
 
-    p = ngx_sprintf(sp->header, NGX_HTTP_LF_SPOOL_MAGIC "%08xD events=%ui "
-                    "url=%V public_key=", dest->id, count, &dest->url);
     last = sp->header + NGX_HTTP_LF_SPOOL_HEADER - 1;
+    p = ngx_slprintf(sp->header, last, NGX_HTTP_LF_SPOOL_MAGIC "%08xD "
+                     "events=%ui url=%V public_key=", dest->id, count,
+                     &dest->url);
 
     for (i = 0; i < dest->public_key.len && p < last; i++) {
         *p++ = (dest->public_key.data[i] < 0x20

@@ -57,6 +57,10 @@ make -f objs/Makefile modules > "$build/make.log" 2>&1 || {
     exit 1
 }
 
+# a new file, not new bytes in the old one: a running nginx that has the
+# module loaded keeps its copy
 mkdir -p "$out"
-cp objs/ngx_http_langfuse_module.so "$out/"
+cp objs/ngx_http_langfuse_module.so "$out/.ngx_http_langfuse_module.so.new"
+mv -f "$out/.ngx_http_langfuse_module.so.new" \
+      "$out/ngx_http_langfuse_module.so"
 echo "build: $out/ngx_http_langfuse_module.so"
