@@ -1,8 +1,14 @@
 """nginx reload and shutdown with the module: nothing queued is lost or
 sent twice, and a hanging Langfuse does not keep nginx from exiting."""
 
+import os
+import signal
+import subprocess
 import time
 
+import pytest
+
+from harness import _children
 from lfcheck import OUTPUT, assistant, jattr
 from upstream import Case, openai_json
 
@@ -96,3 +102,95 @@ def test_shutdown_with_langfuse_down(nginx, upstream, sink):
     time.sleep(0.3)
     assert ng.stop() is True
     assert ng.stop_seconds < 10
+
+
+
+def _wait(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def _pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("outage", [False, True],
+                         ids=["langfuse-up", "langfuse-down-with-spool"])
+def test_binary_upgrade_loses_nothing(nginx_conf, upstream, sink, outage):
+    """guarantee: zero lost, zero duplicated across a binary upgrade (USR2,
+    then QUIT to the old master); with Langfuse down, the old workers
+    spool and the new ones replay.  nginx only changes binaries as a
+    daemon, so this one runs daemonized."""
+    extra = ("langfuse_spool @PREFIX@/spool; langfuse_retries 0;"
+             if outage else "")
+    # a new binary gets only the environment nginx passes on
+    ng = nginx_conf(CONF, flush_interval="2s", http_extra=extra,
+                    main_extra="env LD_PRELOAD; env ASAN_OPTIONS;")
+    with open(ng.conf_path) as f:
+        conf = f.read()
+    with open(ng.conf_path, "w") as f:
+        f.write(conf.replace("daemon off;", "daemon on;"))
+
+    if outage:
+        ng.allow_errors(r"failed: .*events spooled",
+                        r"failed: .*the batch stays in the spool")
+        sink.down()
+
+    cmd, env = ng._cmd_env()
+    masters = []
+    try:
+        subprocess.run(cmd, env=env, cwd=ng.prefix, check=True, timeout=30)
+        _wait(lambda: _pid(ng.pid_path), 10, "the pid file")
+        old = _pid(ng.pid_path)
+        masters.append(old)
+        _wait(lambda: len(_children(old)) >= ng.workers, 10, "workers")
+
+        before = [send(ng, upstream, "old %d" % i) for i in range(3)]
+
+        os.kill(old, signal.SIGUSR2)
+        _wait(lambda: _pid(ng.pid_path) not in (0, old)
+              and os.path.exists(ng.pid_path + ".oldbin"), 10,
+              "the new master")
+        new = _pid(ng.pid_path)
+        masters.append(new)
+        _wait(lambda: len(_children(new)) >= ng.workers, 10, "its workers")
+        os.kill(old, signal.SIGQUIT)
+        _wait(lambda: _gone(old), 20, "the old master to quit")
+
+        after = [send(ng, upstream, "new %d" % i) for i in range(3)]
+
+        if outage:
+            names = os.listdir(os.path.join(ng.prefix, "spool"))
+            assert [n for n in names if n.endswith(".batch")], names
+            sink.up()
+
+        spans = sink.assert_exactly_once(before + after, timeout=20)
+        by_id = {s["traceId"]: s for s in spans}
+        for i, t in enumerate(before):
+            assert jattr(by_id[t], OUTPUT) == assistant("old %d" % i)
+        for i, t in enumerate(after):
+            assert jattr(by_id[t], OUTPUT) == assistant("new %d" % i)
+
+        os.kill(new, signal.SIGQUIT)
+        _wait(lambda: _gone(new), 20, "the new master to quit")
+    finally:
+        for pid in masters:
+            if not _gone(pid):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+    ng.check_logs(final=True)
