@@ -92,8 +92,14 @@ def status(ng):
 
 
 def counters(ng):
-    doc = status(ng)
-    return doc["spool"], doc["destinations"][0]
+    """(spool, destination) of the status page; the destination appears
+    once the first call is logged, which may lag its answer a little."""
+    deadline = time.monotonic() + 5
+    while True:
+        doc = status(ng)
+        if doc["destinations"] or time.monotonic() > deadline:
+            return doc["spool"], doc["destinations"][0]
+        time.sleep(0.05)
 
 
 def wait(cond, timeout, what):
