@@ -529,6 +529,11 @@ ngx_http_lf_spool_write_file(ngx_http_lf_spooled_t *sp, int dfd)
     if (ngx_http_lf_spool_scan(sp, dfd, &entries, &n) == NGX_OK) {
         ngx_http_lf_spool_evict(sp, dfd, entries, n);
         free(entries);
+
+    } else {
+        /* the batch is written; only the size check is missed */
+        sp->err = 0;
+        sp->failed = NULL;
     }
 
     ngx_http_lf_spool_unlock(lock);
