@@ -33,6 +33,7 @@
 #define NGX_HTTP_LF_SPOOL_WAIT          10000
 #define NGX_HTTP_LF_SPOOL_RESCAN        5000
 #define NGX_HTTP_LF_SPOOL_WRITES        4
+#define NGX_HTTP_LF_SPOOL_BACKLOG       16
 #define NGX_HTTP_LF_SHRINK_MIN          4096
 
 
@@ -571,6 +572,17 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
         return;
     }
 
+    /*
+     * while the spool's disk lags behind, the queue holds the events:
+     * what is bound for the spool stays bounded in worker memory
+     */
+
+    if (ex->lmcf->spool && !ngx_exiting
+        && ngx_http_lf_spool_writing() >= NGX_HTTP_LF_SPOOL_BACKLOG)
+    {
+        return;
+    }
+
     /* a destination with a batch waiting for a retry gets no new ones */
 
     nblocked = 0;
@@ -761,6 +773,18 @@ ngx_http_lf_replay_next(ngx_http_lf_exporter_t *ex)
 
 
 void
+ngx_http_lf_export_replay_none(ngx_uint_t again)
+{
+    ngx_http_lf_exporter_t  *ex;
+
+    ex = &ngx_http_lf_exporter;
+
+    ex->claiming = 0;
+    ex->spool_pause = !again;
+}
+
+
+void
 ngx_http_lf_export_replay(ngx_http_lf_spooled_t *sp, uint32_t id,
     u_char *events, size_t len, size_t *lens, ngx_uint_t count)
 {
@@ -771,11 +795,7 @@ ngx_http_lf_export_replay(ngx_http_lf_spooled_t *sp, uint32_t id,
     ex = &ngx_http_lf_exporter;
 
     ex->claiming = 0;
-    ex->spool_pause = (sp == NULL);
-
-    if (sp == NULL) {
-        return;
-    }
+    ex->spool_pause = 0;
 
     dest = ngx_http_lf_find_dest(ex->lmcf, id);
 

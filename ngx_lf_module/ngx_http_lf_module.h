@@ -234,9 +234,11 @@ char *ngx_http_lf_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 /* export */
 ngx_int_t ngx_http_lf_export_init_process(ngx_cycle_t *cycle);
 void ngx_http_lf_export_exit_process(ngx_cycle_t *cycle);
-/* a claimed spool file, or NULL when there was none to take */
+/* a claimed spool file */
 void ngx_http_lf_export_replay(ngx_http_lf_spooled_t *sp, uint32_t dest,
     u_char *events, size_t len, size_t *lens, ngx_uint_t count);
+/* a claim found nothing to replay; "again": look again at once */
+void ngx_http_lf_export_replay_none(ngx_uint_t again);
 
 /* spool */
 char *ngx_http_lf_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -41,6 +41,7 @@
 #define NGX_HTTP_LF_SPOOL_HEADER        1024
 #define NGX_HTTP_LF_SPOOL_STALE         3600
 #define NGX_HTTP_LF_SPOOL_DROPS         8
+#define NGX_HTTP_LF_SPOOL_CANDIDATES    64
 #define NGX_HTTP_LF_SPOOL_FILE_MAX      (2 * NGX_HTTP_LF_BATCH_MAX_BYTES)
 
 #define NGX_HTTP_LF_SPOOL_MAGIC         "langfuse-spool/1 dest="
@@ -98,20 +99,30 @@ struct ngx_http_lf_spooled_s {
     u_char                      header[NGX_HTTP_LF_SPOOL_HEADER];
     size_t                      header_len;
 
-    /* a claim takes the oldest file of one of these */
+    /*
+     * a claim takes the oldest file of an allowed destination: first
+     * from the candidates the last look listed, then after a new look
+     */
     uint32_t                    allowed[NGX_HTTP_LF_MAX_DESTS];
     ngx_uint_t                  nallowed;
+    uint32_t                    known[NGX_HTTP_LF_MAX_DESTS];
+    ngx_uint_t                  nknown;
+    ngx_http_lf_spool_entry_t  *candidates;
+    ngx_uint_t                  ncandidates;
 
     u_char                      name[NGX_HTTP_LF_SPOOL_NAME];
+    off_t                       size;       /* of the file */
     ngx_uint_t                  delivered;
+    unsigned                    evict:1;    /* the spool may be full */
 
     /* what the thread did */
     ngx_err_t                   err;
     const char                 *failed;     /* the call that failed */
+    const char                 *bad;        /* why a file is no batch */
     unsigned                    found:1;
-    unsigned                    bad:1;
     unsigned                    scanned:1;
     ngx_uint_t                  recovered;  /* claims of exited workers */
+    ngx_uint_t                  orphans;    /* files of unknown dests */
     ngx_uint_t                  files;
     off_t                       bytes;
     ngx_uint_t                  dropped_files;
@@ -127,9 +138,16 @@ typedef struct {
     ngx_uint_t                  writing;
     ngx_uint_t                  sync;       /* no thread pool any more */
     ngx_uint_t                  seq;
-    time_t                      error_logged;
+
+    /* the rest of the last look's list, oldest first */
+    ngx_http_lf_spool_entry_t  *candidates;
+    ngx_uint_t                  ncandidates;
+
+    time_t                      logged[3];      /* by operation */
+    ngx_uint_t                  unlogged[3];
     time_t                      drop_logged;
     uint64_t                    drops_unlogged;
+    unsigned                    orphans_logged:1;
 } ngx_http_lf_spool_worker_t;
 
 
@@ -140,6 +158,8 @@ static void ngx_http_lf_spool_thread(void *data, ngx_log_t *log);
 static void ngx_http_lf_spool_write_file(ngx_http_lf_spooled_t *sp,
     int dfd);
 static void ngx_http_lf_spool_claim_file(ngx_http_lf_spooled_t *sp,
+    int dfd);
+static ngx_uint_t ngx_http_lf_spool_take(ngx_http_lf_spooled_t *sp,
     int dfd);
 static void ngx_http_lf_spool_release_file(ngx_http_lf_spooled_t *sp,
     int dfd);
@@ -160,7 +180,7 @@ static void ngx_http_lf_spool_done(ngx_event_t *ev);
 static void ngx_http_lf_spool_written(ngx_http_lf_spooled_t *sp);
 static void ngx_http_lf_spool_totals(ngx_http_lf_spooled_t *sp);
 static void ngx_http_lf_spool_error(ngx_http_lf_spooled_t *sp,
-    const char *what);
+    ngx_uint_t lost);
 
 
 static ngx_http_lf_spool_worker_t  ngx_http_lf_spool_worker;
@@ -170,6 +190,8 @@ void
 ngx_http_lf_spool_init_process(ngx_http_lf_main_conf_t *lmcf,
     ngx_log_t *log)
 {
+    ngx_err_t                    err;
+    ngx_file_info_t              fi;
     ngx_http_lf_spool_worker_t  *sw;
 
     sw = &ngx_http_lf_spool_worker;
@@ -177,6 +199,33 @@ ngx_http_lf_spool_init_process(ngx_http_lf_main_conf_t *lmcf,
     ngx_memzero(sw, sizeof(ngx_http_lf_spool_worker_t));
     sw->lmcf = lmcf;
     sw->log = log;
+
+    /* a spool that cannot work is said at start, not at the first outage */
+
+    if (ngx_worker != 0 && ngx_process != NGX_PROCESS_SINGLE) {
+        return;
+    }
+
+    err = 0;
+
+    if (ngx_file_info(lmcf->spool->path.data, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+
+    } else if (!ngx_is_dir(&fi)) {
+        err = NGX_ENOTDIR;
+
+    } else if (access((char *) lmcf->spool->path.data, R_OK | W_OK | X_OK)
+               == -1)
+    {
+        err = ngx_errno;
+    }
+
+    if (err) {
+        ngx_log_error(NGX_LOG_ERR, log, err,
+                      "langfuse: spool \"%V\" is not usable by the "
+                      "workers: events that Langfuse does not take in "
+                      "time will be lost", &lmcf->spool->path);
+    }
 }
 
 
@@ -255,6 +304,14 @@ ngx_http_lf_spool_write(ngx_http_lf_main_conf_t *lmcf,
     *p++ = '\n';
     sp->header_len = p - sp->header;
 
+    /* only a spool that may be full is looked at to drop files */
+
+    sp->size = sp->header_len + len + 1;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+    sp->evict = (lmcf->sh->spool_bytes + sp->size > sp->conf->max_size);
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
     sw->writing++;
 
     if (ngx_http_lf_spool_post(sp) != NGX_OK) {
@@ -276,7 +333,12 @@ ngx_int_t
 ngx_http_lf_spool_claim(ngx_http_lf_main_conf_t *lmcf, uint32_t *dests,
     ngx_uint_t n)
 {
-    ngx_http_lf_spooled_t  *sp;
+    ngx_uint_t                   i;
+    ngx_http_lf_dest_t          *dest;
+    ngx_http_lf_spooled_t       *sp;
+    ngx_http_lf_spool_worker_t  *sw;
+
+    sw = &ngx_http_lf_spool_worker;
 
     sp = ngx_http_lf_spool_task(lmcf, NGX_HTTP_LF_SPOOL_CLAIM);
     if (sp == NULL) {
@@ -286,7 +348,20 @@ ngx_http_lf_spool_claim(ngx_http_lf_main_conf_t *lmcf, uint32_t *dests,
     sp->nallowed = ngx_min(n, NGX_HTTP_LF_MAX_DESTS);
     ngx_memcpy(sp->allowed, dests, sp->nallowed * sizeof(uint32_t));
 
+    dest = lmcf->dests.elts;
+
+    for (i = 0; i < lmcf->dests.nelts && i < NGX_HTTP_LF_MAX_DESTS; i++) {
+        sp->known[sp->nknown++] = dest[i].id;
+    }
+
+    sp->candidates = sw->candidates;
+    sp->ncandidates = sw->ncandidates;
+    sw->candidates = NULL;
+    sw->ncandidates = 0;
+
     if (ngx_http_lf_spool_post(sp) != NGX_OK) {
+        sw->candidates = sp->candidates;
+        sw->ncandidates = sp->ncandidates;
         ngx_free(sp->task);
         return NGX_ERROR;
     }
@@ -386,9 +461,20 @@ ngx_http_lf_spool_thread(void *data, ngx_log_t *log)
     dfd = open((char *) sp->conf->path.data,
                O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
+    if (dfd == -1 && ngx_errno == NGX_ENOENT) {
+        /* removed while nginx runs: made again, as at start */
+        if (mkdir((char *) sp->conf->path.data, 0700) == 0
+            || ngx_errno == NGX_EEXIST)
+        {
+            dfd = open((char *) sp->conf->path.data,
+                       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        }
+    }
+
     if (dfd == -1) {
         sp->err = ngx_errno;
-        sp->failed = "open()";
+        sp->failed = "open() of the directory";
+        sp->name[0] = '\0';
         return;
     }
 
@@ -526,7 +612,10 @@ ngx_http_lf_spool_write_file(ngx_http_lf_spooled_t *sp, int dfd)
 
     (void) fsync(dfd);
 
-    if (ngx_http_lf_spool_scan(sp, dfd, &entries, &n) == NGX_OK) {
+    if (!sp->evict) {
+        /* void */
+
+    } else if (ngx_http_lf_spool_scan(sp, dfd, &entries, &n) == NGX_OK) {
         ngx_http_lf_spool_evict(sp, dfd, entries, n);
         free(entries);
 
@@ -606,53 +695,74 @@ ngx_http_lf_spool_claim_file(ngx_http_lf_spooled_t *sp, int dfd)
     u_char                      claimed[NGX_HTTP_LF_SPOOL_NAME];
     u_char                      bad[NGX_HTTP_LF_SPOOL_NAME + 4];
     ngx_int_t                   rc;
-    ngx_uint_t                  i, k, n;
-    ngx_http_lf_spool_entry_t  *entries, *e;
+    ngx_uint_t                  i, k, n, m;
+    ngx_http_lf_spool_entry_t  *entries, *list;
 
     lock = ngx_http_lf_spool_lock(sp, dfd);
     if (lock == -1) {
         return;
     }
 
-    if (ngx_http_lf_spool_scan(sp, dfd, &entries, &n) != NGX_OK) {
-        ngx_http_lf_spool_unlock(lock);
-        return;
-    }
+    if (!ngx_http_lf_spool_take(sp, dfd)) {
 
-    e = NULL;
+        /* a new look: its oldest files of allowed destinations are kept */
 
-    for (i = 0; i < n && e == NULL; i++) {
-        for (k = 0; k < sp->nallowed; k++) {
-            if (sp->allowed[k] == entries[i].dest) {
-                e = &entries[i];
-                break;
+        free(sp->candidates);
+        sp->candidates = NULL;
+        sp->ncandidates = 0;
+
+        if (ngx_http_lf_spool_scan(sp, dfd, &entries, &n) != NGX_OK) {
+            ngx_http_lf_spool_unlock(lock);
+            return;
+        }
+
+        list = malloc(NGX_HTTP_LF_SPOOL_CANDIDATES
+                      * sizeof(ngx_http_lf_spool_entry_t));
+        m = 0;
+
+        for (i = 0; i < n; i++) {
+            for (k = 0; k < sp->nknown; k++) {
+                if (sp->known[k] == entries[i].dest) {
+                    break;
+                }
+            }
+
+            if (k == sp->nknown) {
+                sp->orphans++;
+                continue;
+            }
+
+            for (k = 0; k < sp->nallowed; k++) {
+                if (sp->allowed[k] == entries[i].dest) {
+                    break;
+                }
+            }
+
+            if (list && k < sp->nallowed
+                && m < NGX_HTTP_LF_SPOOL_CANDIDATES)
+            {
+                list[m++] = entries[i];
             }
         }
-    }
 
-    if (e) {
-        ngx_cpystrn(sp->name, e->name, NGX_HTTP_LF_SPOOL_NAME);
-        sp->dest = e->dest;
-    }
+        free(entries);
 
-    free(entries);
+        sp->candidates = list;
+        sp->ncandidates = m;
 
-    if (e == NULL) {
-        ngx_http_lf_spool_unlock(lock);
-        return;
-    }
-
-    ngx_snprintf(claimed, NGX_HTTP_LF_SPOOL_NAME, "%s-claimed-%P%Z",
-                 sp->name, sp->pid);
-
-    if (renameat(dfd, (char *) sp->name, dfd, (char *) claimed) == -1) {
-        sp->err = ngx_errno;
-        sp->failed = "rename()";
-        ngx_http_lf_spool_unlock(lock);
-        return;
+        (void) ngx_http_lf_spool_take(sp, dfd);
     }
 
     ngx_http_lf_spool_unlock(lock);
+
+    if (!sp->found) {
+        return;
+    }
+
+    sp->found = 0;
+
+    ngx_snprintf(claimed, NGX_HTTP_LF_SPOOL_NAME, "%s-claimed-%P%Z",
+                 sp->name, sp->pid);
 
     rc = ngx_http_lf_spool_load(sp, dfd, claimed);
 
@@ -665,11 +775,64 @@ ngx_http_lf_spool_claim_file(ngx_http_lf_spooled_t *sp, int dfd)
         /* kept for a look, out of the way of the replay */
         ngx_snprintf(bad, NGX_HTTP_LF_SPOOL_NAME + 4, "%s-bad%Z", sp->name);
         (void) renameat(dfd, (char *) claimed, dfd, (char *) bad);
-        sp->bad = 1;
         return;
     }
 
     (void) renameat(dfd, (char *) claimed, dfd, (char *) sp->name);
+}
+
+
+/*
+ * Claims the first candidate of an allowed destination that is still
+ * there: renamed with the worker's pid, it is no other worker's.
+ */
+
+static ngx_uint_t
+ngx_http_lf_spool_take(ngx_http_lf_spooled_t *sp, int dfd)
+{
+    u_char                      claimed[NGX_HTTP_LF_SPOOL_NAME];
+    ngx_uint_t                  i, k;
+    ngx_http_lf_spool_entry_t  *e;
+
+    for (i = 0; i < sp->ncandidates; i++) {
+        e = &sp->candidates[i];
+
+        for (k = 0; k < sp->nallowed; k++) {
+            if (sp->allowed[k] == e->dest) {
+                break;
+            }
+        }
+
+        if (k == sp->nallowed) {
+            continue;
+        }
+
+        ngx_snprintf(claimed, NGX_HTTP_LF_SPOOL_NAME, "%s-claimed-%P%Z",
+                     e->name, sp->pid);
+
+        if (renameat(dfd, (char *) e->name, dfd, (char *) claimed) == -1) {
+            /* replayed or dropped meanwhile */
+            continue;
+        }
+
+        ngx_cpystrn(sp->name, e->name, NGX_HTTP_LF_SPOOL_NAME);
+        sp->dest = e->dest;
+        sp->found = 1;
+
+        i++;
+        break;
+    }
+
+    /* what was looked at is off the list */
+
+    if (i) {
+        ngx_memmove(sp->candidates, sp->candidates + i,
+                    (sp->ncandidates - i)
+                    * sizeof(ngx_http_lf_spool_entry_t));
+        sp->ncandidates -= i;
+    }
+
+    return sp->found;
 }
 
 
@@ -888,11 +1051,13 @@ ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp, int dfd, u_char *claimed)
     }
 
     if (st.st_size < 2 || st.st_size > NGX_HTTP_LF_SPOOL_FILE_MAX) {
+        sp->bad = "empty or too large";
         close(fd);
         return NGX_DECLINED;
     }
 
     size = (size_t) st.st_size;
+    sp->size = st.st_size;
 
     buf = malloc(size);
     if (buf == NULL) {
@@ -910,12 +1075,19 @@ ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp, int dfd, u_char *claimed)
             continue;
         }
 
-        if (n <= 0) {
-            sp->err = (n == 0) ? 0 : ngx_errno;
+        if (n == 0) {
+            sp->bad = "shorter than its size";
+            close(fd);
+            ngx_free(buf);
+            return NGX_DECLINED;
+        }
+
+        if (n == -1) {
+            sp->err = ngx_errno;
             sp->failed = "read()";
             close(fd);
             ngx_free(buf);
-            return n == 0 ? NGX_DECLINED : NGX_ERROR;
+            return NGX_ERROR;
         }
     }
 
@@ -934,6 +1106,7 @@ ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp, int dfd, u_char *claimed)
         || ngx_strncmp(p + 8, " events=", 8) != 0
         || end[-1] != '\n')
     {
+        sp->bad = "no spool header";
         goto bad;
     }
 
@@ -948,6 +1121,7 @@ ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp, int dfd, u_char *claimed)
     if (dest == NGX_ERROR || (uint32_t) dest != sp->dest
         || count <= 0 || (size_t) count > size || (p < nl && *p != ' '))
     {
+        sp->bad = "a header that does not match its name";
         goto bad;
     }
 
@@ -968,6 +1142,7 @@ ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp, int dfd, u_char *claimed)
 
         if (nl == p || i == (ngx_uint_t) count) {
             ngx_free(lens);
+            sp->bad = "an empty line, or more events than its header says";
             goto bad;
         }
 
@@ -978,6 +1153,7 @@ ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp, int dfd, u_char *claimed)
 
     if (i != (ngx_uint_t) count) {
         ngx_free(lens);
+        sp->bad = "fewer events than its header says";
         goto bad;
     }
 
@@ -1138,6 +1314,8 @@ ngx_http_lf_spool_done(ngx_event_t *ev)
     sw = &ngx_http_lf_spool_worker;
     sw->busy--;
 
+    ngx_http_lf_spool_totals(sp);
+
     switch (sp->op) {
 
     case NGX_HTTP_LF_SPOOL_WRITE:
@@ -1146,24 +1324,45 @@ ngx_http_lf_spool_done(ngx_event_t *ev)
         break;
 
     case NGX_HTTP_LF_SPOOL_CLAIM:
-        ngx_http_lf_spool_totals(sp);
+
+        /* the worker keeps what is left of the list for the next claim */
+        sw->candidates = sp->candidates;
+        sw->ncandidates = sp->ncandidates;
+        sp->candidates = NULL;
 
         if (sp->bad) {
             ngx_log_error(NGX_LOG_ERR, sw->log, 0,
-                          "langfuse: \"%V/%s\" is not a spooled batch, "
+                          "langfuse: \"%V/%s\" is not a spooled batch (%s), "
                           "it is renamed to \"%s-bad\" and left alone",
-                          &sp->conf->path, sp->name, sp->name);
+                          &sp->conf->path, sp->name, sp->bad, sp->name);
         }
 
         if (sp->err) {
-            ngx_http_lf_spool_error(sp, "replaying from");
+            ngx_http_lf_spool_error(sp, 0);
+        }
+
+        if (sp->recovered) {
+            ngx_log_error(NGX_LOG_NOTICE, sw->log, 0,
+                          "langfuse: %ui spooled batch(es) that exited "
+                          "workers were replaying wait again in \"%V\"",
+                          sp->recovered, &sp->conf->path);
+        }
+
+        if (sp->orphans && !sw->orphans_logged) {
+            sw->orphans_logged = 1;
+
+            ngx_log_error(NGX_LOG_WARN, sw->log, 0,
+                          "langfuse: %ui spooled batch(es) in \"%V\" are for "
+                          "a destination that is no longer configured; they "
+                          "stay until it is again, or max_size removes them",
+                          sp->orphans, &sp->conf->path);
         }
 
         if (sp->found) {
             ngx_log_debug3(NGX_LOG_DEBUG_EVENT, sw->log, 0,
                            "langfuse spool: replaying \"%s\", %ui "
-                           "event(s), %ui file(s) left", sp->name,
-                           sp->count, sp->files - 1);
+                           "event(s), %ui candidate(s) left", sp->name,
+                           sp->count, sp->ncandidates);
 
             /* the exporter owns events and lens from here */
             ngx_http_lf_export_replay(sp, sp->dest, sp->events, sp->len,
@@ -1171,15 +1370,14 @@ ngx_http_lf_spool_done(ngx_event_t *ev)
             return;
         }
 
-        ngx_http_lf_export_replay(NULL, 0, NULL, 0, NULL, 0);
+        /* a file set aside is no reason to wait before the next */
+        ngx_http_lf_export_replay_none(sp->bad != NULL);
         break;
 
     default: /* NGX_HTTP_LF_SPOOL_RELEASE */
 
         if (sp->err) {
-            ngx_http_lf_spool_error(sp, sp->delivered
-                                        ? "removing a replayed batch from"
-                                        : "returning a batch to");
+            ngx_http_lf_spool_error(sp, 0);
         }
 
         break;
@@ -1203,17 +1401,15 @@ ngx_http_lf_spool_written(ngx_http_lf_spooled_t *sp)
 
     if (sp->err) {
         ngx_http_lf_stat(lmcf, sp->dest, dropped_spool_error, sp->count);
-        ngx_http_lf_spool_error(sp, "writing a batch to");
+        ngx_http_lf_spool_error(sp, sp->count);
 
     } else {
         ngx_http_lf_stat(lmcf, sp->dest, spooled, sp->count);
 
-        ngx_log_debug3(NGX_LOG_DEBUG_EVENT, sw->log, 0,
-                       "langfuse spool: \"%s\" written, %ui file(s), "
-                       "%O bytes", sp->name, sp->files, sp->bytes);
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, sw->log, 0,
+                       "langfuse spool: \"%s\" written, %O bytes",
+                       sp->name, sp->size);
     }
-
-    ngx_http_lf_spool_totals(sp);
 
     events = 0;
 
@@ -1231,9 +1427,9 @@ ngx_http_lf_spool_written(ngx_http_lf_spooled_t *sp)
 
         ngx_log_error(NGX_LOG_WARN, sw->log, 0,
                       "langfuse: spool \"%V\" is over max_size=%O: "
-                      "%uL event(s) of the oldest batches dropped since "
-                      "the last report", &sp->conf->path,
-                      sp->conf->max_size, sw->drops_unlogged);
+                      "%uL event(s) dropped, oldest first, since the last "
+                      "report", &sp->conf->path, sp->conf->max_size,
+                      sw->drops_unlogged);
 
         sw->drops_unlogged = 0;
     }
@@ -1243,44 +1439,91 @@ ngx_http_lf_spool_written(ngx_http_lf_spooled_t *sp)
 }
 
 
+/*
+ * The spool's size on the status page and for the max_size check: set
+ * by each look at the directory, kept up to date in between.
+ */
+
 static void
 ngx_http_lf_spool_totals(ngx_http_lf_spooled_t *sp)
 {
+    ngx_http_lf_shctx_t      *sh;
     ngx_http_lf_main_conf_t  *lmcf;
 
     lmcf = ngx_http_lf_spool_worker.lmcf;
+    sh = lmcf->sh;
 
-    if (!sp->scanned || lmcf->sh == NULL) {
+    if (sh == NULL) {
         return;
     }
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
-    lmcf->sh->spool_files = sp->files;
-    lmcf->sh->spool_bytes = sp->bytes;
+
+    if (sp->scanned) {
+        sh->spool_files = sp->files;
+        sh->spool_bytes = sp->bytes;
+
+    } else if (sp->err == 0 && sp->op == NGX_HTTP_LF_SPOOL_WRITE) {
+        sh->spool_files++;
+        sh->spool_bytes += sp->size;
+
+    } else if (sp->err == 0 && sp->op == NGX_HTTP_LF_SPOOL_RELEASE
+               && sp->delivered)
+    {
+        sh->spool_files -= ngx_min(sh->spool_files, 1);
+        sh->spool_bytes -= ngx_min(sh->spool_bytes, sp->size);
+    }
+
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
 }
 
 
 /* at most one line a second: a broken disk fails every batch */
 
+/*
+ * Rate-limited by operation, with the count of lines left out: a broken
+ * disk fails every batch, and a missing directory every look.
+ */
+
 static void
-ngx_http_lf_spool_error(ngx_http_lf_spooled_t *sp, const char *what)
+ngx_http_lf_spool_error(ngx_http_lf_spooled_t *sp, ngx_uint_t lost)
 {
+    u_char                       text[NGX_INT_T_LEN + 20], *p;
     time_t                       now;
+    ngx_uint_t                   more;
     ngx_http_lf_spool_worker_t  *sw;
+
+    static const char  *what[] = { "writing a batch to",
+                                   "replaying from",
+                                   "ending a replay in" };
+    static const time_t  every[] = { 1, 60, 10 };
 
     sw = &ngx_http_lf_spool_worker;
     now = ngx_time();
 
-    if (sw->error_logged == now) {
+    if (now - sw->logged[sp->op] < every[sp->op]) {
+        sw->unlogged[sp->op]++;
         return;
     }
 
-    sw->error_logged = now;
+    sw->logged[sp->op] = now;
+    more = sw->unlogged[sp->op];
+    sw->unlogged[sp->op] = 0;
+
+    /* a batch that could not be written: how many events are lost */
+
+    p = text;
+
+    if (lost) {
+        p = ngx_sprintf(text, "%ui event(s) lost, ", lost);
+    }
 
     ngx_log_error(NGX_LOG_ERR, sw->log, sp->err,
-                  "langfuse: %s spool \"%V\" failed: %s of \"%s\"",
-                  what, &sp->conf->path, sp->failed, sp->name);
+                  "langfuse: %*s%s spool \"%V\" failed: %s%s%s%s (%ui "
+                  "more failure(s) not logged)", p - text, text,
+                  what[sp->op], &sp->conf->path, sp->failed,
+                  sp->name[0] ? " of \"" : "", sp->name,
+                  sp->name[0] ? "\"" : "", more);
 }
 
 

@@ -7,6 +7,7 @@ counts trace ids at the sink against its guarantee."""
 import json
 import os
 import re
+import shutil
 import signal
 import time
 
@@ -242,7 +243,7 @@ def test_full_spool_drops_oldest_and_counts(nginx, upstream, sink):
                for n, _ in batch_files(ng))
     assert size <= 12 * 1024
     assert re.search(r"spool \".*\" is over max_size=12288: \d+ event\(s\) "
-                     r"of the oldest batches dropped", ng.read_error_log())
+                     r"dropped, oldest first", ng.read_error_log())
 
     sink.up()
     sink.assert_exactly_once(kept, timeout=15)
@@ -312,9 +313,12 @@ def test_left_overs_of_dead_workers_are_recovered(nginx, upstream, sink):
     sink.assert_exactly_once(ids, timeout=15)
     wait(lambda: sorted(os.listdir(d)) == [".lock", bogus + "-bad"], 10,
          "the spool cleaned up: %r" % os.listdir(d))
-    assert re.search(r"\"%s/%s\" is not a spooled batch, it is renamed to "
-                     r"\"%s-bad\"" % (re.escape(d), bogus, bogus),
-                     ng.read_error_log())
+    log = ng.read_error_log()
+    assert re.search(r"\"%s/%s\" is not a spooled batch \(no spool header\), "
+                     r"it is renamed to \"%s-bad\"" % (re.escape(d), bogus,
+                                                        bogus), log)
+    assert re.search(r"1 spooled batch\(es\) that exited workers were "
+                     r"replaying wait again in", log)
 
 
 def test_spool_directive_is_checked(nginx_conf):
@@ -355,3 +359,78 @@ def test_spool_directory_is_created_private(nginx, upstream, sink):
 
 def batch_files_at(d):
     return [n for n in os.listdir(d) if NAME_RE.match(n)]
+
+
+def test_removed_spool_directory_is_made_again(nginx, upstream, sink):
+    """guarantee: zero lost when the spool directory vanishes at runtime"""
+    ng = nginx(CONF, http_extra=spool_conf())
+    ng.allow_errors(r"failed: .*retries exhausted, events spooled",
+                    r"failed: .*the batch stays in the spool")
+    shutil.rmtree(spool_dir(ng))
+    sink.down()
+
+    ids = [send(ng, upstream, "after rm %d" % i) for i in range(3)]
+    wait(lambda: os.path.isdir(spool_dir(ng)) and
+         len(spooled_trace_ids(ng)) == 3, 10, "the spool made again")
+    assert os.stat(spool_dir(ng)).st_mode & 0o077 == 0
+    _, d = counters(ng)
+    assert (d["spooled"], d["dropped"]["spool_error"]) == (3, 0)
+
+    sink.up()
+    sink.assert_exactly_once(ids, timeout=15)
+
+
+def test_unusable_spool_is_reported_at_start(nginx, upstream, sink,
+                                              tmp_path):
+    """A spool path that is no directory: one error line at start, and
+    each lost batch counted and logged with its event count."""
+    path = tmp_path / "notadir"
+    path.write_text("")
+    ng = nginx(CONF, http_extra="langfuse_spool %s; langfuse_retries 0;"
+                                % path)
+    ng.allow_errors(r"spool \".*/notadir\" is not usable by the workers: "
+                    r"events that Langfuse does not take in time will be "
+                    r"lost",
+                    r"failed: .*retries exhausted, events spooled",
+                    r"failed: open\(\) of the directory")
+    log = ng.read_error_log()
+    assert len(re.findall(r"is not usable by the workers", log)) == 1, log
+
+    sink.down()
+    send(ng, upstream, "lost")
+    wait(lambda: counters(ng)[1]["dropped"]["spool_error"] == 1, 10,
+         "the lost call counted")
+    wait(lambda: re.search(r"langfuse: 1 event\(s\) lost, writing a batch "
+                           r"to spool \".*/notadir\" failed: open\(\) of the "
+                           r"directory \(\d+ more failure\(s\) not logged\) "
+                           r"\(20: Not a directory\)", ng.read_error_log()),
+         5, "the loss logged")
+
+
+def test_batches_of_a_removed_destination_stay_and_are_reported(
+        nginx, upstream, sink):
+    sink.down()
+    ng = nginx(CONF, http_extra=spool_conf())
+    ng.allow_errors(r"failed: .*retries exhausted, events spooled",
+                    r"failed: .*the batch stays in the spool")
+    send(ng, upstream, "old project")
+    wait(lambda: len(spooled_trace_ids(ng)) == 1, 10, "a spooled batch")
+    assert ng.stop() is True
+    names = [n for n, _, _ in spool_snapshot(ng)]
+
+    # another project now: the old batch has nowhere to go
+    sink.up()
+    ng.snippet = CONF.replace("@LF@", """langfuse_trace on;
+        langfuse_endpoint @SINK@;
+        langfuse_public_key pk-lf-new;
+        langfuse_secret_key sk-lf-test;
+        add_header X-Trace-Id $langfuse_trace_id always;""")
+    ng.conf = ng.render()
+    ng.start()
+    tid = send(ng, upstream, "new project")
+    sink.span_for(tid)
+    wait(lambda: re.search(r"1 spooled batch\(es\) in \".*\" are for a "
+                           r"destination that is no longer configured",
+                           ng.read_error_log()), 10, "the notice")
+    assert [n for n, _, _ in spool_snapshot(ng)] == names
+    assert counters(ng)[0]["files"] == 1
