@@ -238,6 +238,8 @@ ngx_http_lf_export_init_process(ngx_cycle_t *cycle)
     ex->last_flush = ngx_current_msec;
     ex->generation = lmcf->sh->generation;
 
+    ngx_http_lf_worker_slot(lmcf, 1);
+
     if (lmcf->spool) {
         ngx_http_lf_spool_init_process(lmcf, cycle->log);
     }
@@ -286,6 +288,8 @@ ngx_http_lf_export_exit_process(ngx_cycle_t *cycle)
 
     curl_multi_cleanup(ex->multi);
     ex->multi = NULL;
+
+    ngx_http_lf_worker_slot(ex->lmcf, 0);
 
     /* whatever curl did not remove: its sockets are closed by now */
 
@@ -635,18 +639,18 @@ ngx_http_lf_queue_owned(ngx_http_lf_exporter_t *ex)
 }
 
 
-/* over half of the zone in use: room is kept for the requests */
+/* over half of the queue's pages in use: room is kept for requests */
 
 static ngx_uint_t
 ngx_http_lf_queue_crowded(ngx_http_lf_exporter_t *ex)
 {
-    size_t  free;
+    ngx_uint_t  crowded;
 
     ngx_shmtx_lock(&ex->lmcf->shpool->mutex);
-    free = ex->lmcf->shpool->pfree * ngx_pagesize;
+    crowded = ex->lmcf->shpool->pfree < ex->lmcf->sh->pages / 2;
     ngx_shmtx_unlock(&ex->lmcf->shpool->mutex);
 
-    return free < ex->lmcf->queue_size / 2;
+    return crowded;
 }
 
 
@@ -966,7 +970,7 @@ ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
     ex->inflight++;
 
     if (!batch->probe) {
-        ngx_http_lf_stat(ex->lmcf, dest->id, in_flight, 1);
+        ngx_http_lf_in_flight(ex->lmcf, dest->id, 1);
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ex->log, 0,
@@ -1373,7 +1377,7 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
     ex->inflight--;
     (void) curl_multi_remove_handle(ex->multi, batch->easy);
 
-    ngx_http_lf_stat(ex->lmcf, batch->dest->id, in_flight, (uint64_t) -1);
+    ngx_http_lf_in_flight(ex->lmcf, batch->dest->id, -1);
 
     if (code != CURLE_OK) {
         reason = batch->error[0] ? batch->error : curl_easy_strerror(code);
@@ -1781,8 +1785,7 @@ ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
         (void) curl_multi_remove_handle(ex->multi, batch->easy);
 
         if (!batch->probe) {
-            ngx_http_lf_stat(ex->lmcf, batch->dest->id, in_flight,
-                             (uint64_t) -1);
+            ngx_http_lf_in_flight(ex->lmcf, batch->dest->id, -1);
         }
 
     } else if (batch->waiting) {

@@ -75,13 +75,26 @@ typedef struct {
 
     uint64_t                    batches_sent;
     uint64_t                    batches_failed;
-    uint64_t                    in_flight;      /* batches */
 
     time_t                      last_success;
     time_t                      last_failure;
     size_t                      last_error_len;
     u_char                      last_error[NGX_HTTP_LF_ERROR_LEN];
 } ngx_http_lf_stats_t;
+
+
+#define NGX_HTTP_LF_MAX_WORKERS         64
+
+
+/*
+ * Exports in flight, by worker and by destination (the index of its
+ * counters): a worker that is killed leaves its slot behind, and the
+ * status page leaves out the slots of processes that are gone.
+ */
+typedef struct {
+    ngx_pid_t                   pid;
+    uint8_t                     in_flight[NGX_HTTP_LF_MAX_DESTS];
+} ngx_http_lf_worker_slot_t;
 
 
 typedef struct {
@@ -96,9 +109,14 @@ typedef struct {
     /* one more at each configuration load: the workers it is for */
     ngx_uint_t                  generation;
 
+    /* free pages of the empty queue: how full it is */
+    ngx_uint_t                  pages;
+
     /* as the last look at the spool directory found it */
     ngx_uint_t                  spool_files;
     off_t                       spool_bytes;
+
+    ngx_http_lf_worker_slot_t   workers[NGX_HTTP_LF_MAX_WORKERS];
 } ngx_http_lf_shctx_t;
 
 
@@ -223,6 +241,13 @@ void ngx_http_lf_stats_result(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
     const u_char *error, size_t len);
 ngx_http_lf_stats_t *ngx_http_lf_stats_locked(ngx_http_lf_shctx_t *sh,
     uint32_t dest);
+/* this worker's slot for exports in flight */
+void ngx_http_lf_worker_slot(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t take);
+void ngx_http_lf_in_flight(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
+    ngx_int_t delta);
+/* exports in flight to the n-th destination, in a copy of the zone */
+uint64_t ngx_http_lf_in_flight_total(ngx_http_lf_shctx_t *snap,
+    ngx_uint_t n);
 
 #define ngx_http_lf_stat(lmcf, dest, field, n)                               \
     ngx_http_lf_stats_add(lmcf, dest, offsetof(ngx_http_lf_stats_t, field), \

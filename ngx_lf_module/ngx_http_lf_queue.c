@@ -75,6 +75,8 @@ ngx_http_lf_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a full queue is expected under an outage; it is counted instead */
     lmcf->shpool->log_nomem = 0;
 
+    lmcf->sh->pages = lmcf->shpool->pfree;
+
     return NGX_OK;
 }
 
@@ -358,4 +360,95 @@ ngx_http_lf_stats_result(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
     }
 
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+static ngx_http_lf_worker_slot_t  *ngx_http_lf_slot;
+
+
+static ngx_uint_t
+ngx_http_lf_process_gone(ngx_pid_t pid)
+{
+    return kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH;
+}
+
+
+/*
+ * A worker takes a free slot, or the slot of a process that is gone,
+ * at start, and gives it back at exit.
+ */
+
+void
+ngx_http_lf_worker_slot(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t take)
+{
+    ngx_uint_t                  i;
+    ngx_http_lf_shctx_t        *sh;
+    ngx_http_lf_worker_slot_t  *slot;
+
+    sh = lmcf->sh;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    if (!take) {
+        if (ngx_http_lf_slot) {
+            ngx_memzero(ngx_http_lf_slot, sizeof(ngx_http_lf_worker_slot_t));
+            ngx_http_lf_slot = NULL;
+        }
+
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+        return;
+    }
+
+    for (i = 0; i < NGX_HTTP_LF_MAX_WORKERS; i++) {
+        slot = &sh->workers[i];
+
+        if (slot->pid == 0 || ngx_http_lf_process_gone(slot->pid)) {
+            ngx_memzero(slot, sizeof(ngx_http_lf_worker_slot_t));
+            slot->pid = ngx_pid;
+            ngx_http_lf_slot = slot;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+void
+ngx_http_lf_in_flight(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
+    ngx_int_t delta)
+{
+    ngx_http_lf_stats_t  *st;
+
+    if (ngx_http_lf_slot == NULL) {
+        /* more workers than slots: this one is not shown */
+        return;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    st = ngx_http_lf_stats_locked(lmcf->sh, dest);
+    ngx_http_lf_slot->in_flight[st - lmcf->sh->dests] += delta;
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+uint64_t
+ngx_http_lf_in_flight_total(ngx_http_lf_shctx_t *snap, ngx_uint_t n)
+{
+    uint64_t    total;
+    ngx_uint_t  i;
+
+    total = 0;
+
+    for (i = 0; i < NGX_HTTP_LF_MAX_WORKERS; i++) {
+        if (snap->workers[i].pid
+            && !ngx_http_lf_process_gone(snap->workers[i].pid))
+        {
+            total += snap->workers[i].in_flight[n];
+        }
+    }
+
+    return total;
 }

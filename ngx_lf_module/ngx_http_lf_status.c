@@ -295,7 +295,7 @@ ngx_http_lf_status_json(ngx_http_request_t *r,
         }
 
         gs |= ngx_http_lf_status_key(g, "in_flight");
-        gs |= yajl_gen_integer(g, st->in_flight);
+        gs |= yajl_gen_integer(g, ngx_http_lf_in_flight_total(snap, i));
 
         gs |= ngx_http_lf_status_key(g, "last_success");
 
@@ -406,7 +406,8 @@ ngx_http_lf_status_prometheus(ngx_http_request_t *r,
 
         p = ngx_slprintf(p, last, "nginx_langfuse_in_flight{");
         p = ngx_http_lf_status_labels(p, last, dest, st->dest);
-        p = ngx_slprintf(p, last, "} %uL\n", st->in_flight);
+        p = ngx_slprintf(p, last, "} %uL\n",
+                         ngx_http_lf_in_flight_total(snap, i));
     }
 
     p = ngx_slprintf(p, last, "# HELP nginx_langfuse_last_success_seconds "

@@ -2,6 +2,7 @@
 it reloads, loses a worker or meets a failing Langfuse; each scenario
 counts distinct trace ids at the sink against its guarantee."""
 
+import json
 import os
 import signal
 import threading
@@ -120,3 +121,32 @@ def test_worker_memory_stays_flat(nginx, upstream, sink):
 
     assert grown < 3 * 1024, "worker RSS grew by %d kB over 1500 calls" % (
         grown)
+
+
+def test_in_flight_gauge_forgets_a_killed_worker(nginx, upstream, sink):
+    """The status page's exports in flight: what a killed worker had
+    is not shown forever."""
+    ng = nginx(CONF.replace("location / {",
+                            "location = /st { langfuse_status; }\n"
+                            "    location / {"),
+               workers=1, flush_interval="100ms")
+    sink.hang()
+    send(ng, upstream, "stuck")
+    deadline = time.monotonic() + 5
+    while not sink.hung and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    def in_flight():
+        r = ng.request("/st")
+        return json.loads(r.body)["destinations"][0]["in_flight"]
+
+    assert in_flight() == 1
+    (worker,) = ng.worker_pids()
+    ng.caused_alerts(r"worker process %d exited on signal 9" % worker)
+    os.kill(worker, signal.SIGKILL)
+    ng._wait_workers({worker})
+    assert in_flight() == 0
+    text = ng.request("/st?format=prometheus").body.decode()
+    assert "nginx_langfuse_in_flight{" in text
+    assert "} 0\n" in text.split("nginx_langfuse_in_flight{")[1]
+    sink.release()
