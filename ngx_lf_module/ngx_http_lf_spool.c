@@ -1636,6 +1636,14 @@ ngx_http_lf_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     spool->max_size = max_size;
 
+    if (max_size < 2 * NGX_HTTP_LF_BATCH_MAX_BYTES) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"langfuse_spool\" max_size=%O holds less than "
+                           "two batches of the largest size (%uz bytes): "
+                           "large batches may be dropped as they arrive",
+                           max_size, (size_t) NGX_HTTP_LF_BATCH_MAX_BYTES);
+    }
+
     spool->thread_pool = ngx_thread_pool_add(cf, pool);
     if (spool->thread_pool == NULL) {
         return NGX_CONF_ERROR;

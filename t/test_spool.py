@@ -242,8 +242,11 @@ def test_full_spool_drops_oldest_and_counts(nginx, upstream, sink):
     size = sum(os.path.getsize(os.path.join(spool_dir(ng), n))
                for n, _ in batch_files(ng))
     assert size <= 12 * 1024
+    log = ng.read_error_log()
     assert re.search(r"spool \".*\" is over max_size=12288: \d+ event\(s\) "
-                     r"dropped, oldest first", ng.read_error_log())
+                     r"dropped, oldest first", log)
+    assert re.search(r"\[warn\].*\"langfuse_spool\" max_size=12288 holds "
+                     r"less than two batches of the largest size", log)
 
     sink.up()
     sink.assert_exactly_once(kept, timeout=15)
