@@ -241,11 +241,17 @@ void ngx_http_lf_stats_result(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
     const u_char *error, size_t len);
 ngx_http_lf_stats_t *ngx_http_lf_stats_locked(ngx_http_lf_shctx_t *sh,
     uint32_t dest);
+/* no process has this pid any more */
+ngx_uint_t ngx_http_lf_process_gone(ngx_pid_t pid);
 /* this worker's slot for exports in flight */
 void ngx_http_lf_worker_slot(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t take);
 void ngx_http_lf_in_flight(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
     ngx_int_t delta);
-/* exports in flight to the n-th destination, in a copy of the zone */
+/*
+ * exports in flight to the n-th destination, in a copy of the zone
+ * that ngx_http_lf_in_flight_prune() rid of workers that are gone
+ */
+void ngx_http_lf_in_flight_prune(ngx_http_lf_shctx_t *snap);
 uint64_t ngx_http_lf_in_flight_total(ngx_http_lf_shctx_t *snap,
     ngx_uint_t n);
 

@@ -366,7 +366,9 @@ ngx_http_lf_stats_result(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
 static ngx_http_lf_worker_slot_t  *ngx_http_lf_slot;
 
 
-static ngx_uint_t
+/* not "alive": a process of another user answers EPERM, and is there */
+
+ngx_uint_t
 ngx_http_lf_process_gone(ngx_pid_t pid)
 {
     return kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH;
@@ -434,6 +436,23 @@ ngx_http_lf_in_flight(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
 }
 
 
+/* in a copy of the zone: the slots of processes that are gone go */
+
+void
+ngx_http_lf_in_flight_prune(ngx_http_lf_shctx_t *snap)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_LF_MAX_WORKERS; i++) {
+        if (snap->workers[i].pid
+            && ngx_http_lf_process_gone(snap->workers[i].pid))
+        {
+            ngx_memzero(&snap->workers[i], sizeof(ngx_http_lf_worker_slot_t));
+        }
+    }
+}
+
+
 uint64_t
 ngx_http_lf_in_flight_total(ngx_http_lf_shctx_t *snap, ngx_uint_t n)
 {
@@ -443,11 +462,7 @@ ngx_http_lf_in_flight_total(ngx_http_lf_shctx_t *snap, ngx_uint_t n)
     total = 0;
 
     for (i = 0; i < NGX_HTTP_LF_MAX_WORKERS; i++) {
-        if (snap->workers[i].pid
-            && !ngx_http_lf_process_gone(snap->workers[i].pid))
-        {
-            total += snap->workers[i].in_flight[n];
-        }
+        total += snap->workers[i].in_flight[n];
     }
 
     return total;

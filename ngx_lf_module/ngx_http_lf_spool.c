@@ -125,7 +125,6 @@ struct ngx_http_lf_spooled_s {
     ngx_uint_t                  orphans;    /* files of unknown dests */
     ngx_uint_t                  files;
     off_t                       bytes;
-    ngx_uint_t                  dropped_files;
     ngx_uint_t                  ndrops;
     ngx_http_lf_spool_drop_t    drops[NGX_HTTP_LF_SPOOL_DROPS];
 };
@@ -161,6 +160,8 @@ static void ngx_http_lf_spool_claim_file(ngx_http_lf_spooled_t *sp,
     int dfd);
 static ngx_uint_t ngx_http_lf_spool_take(ngx_http_lf_spooled_t *sp,
     int dfd);
+static void ngx_http_lf_spool_claimed(u_char *buf, u_char *name,
+    ngx_pid_t pid);
 static void ngx_http_lf_spool_release_file(ngx_http_lf_spooled_t *sp,
     int dfd);
 static ngx_int_t ngx_http_lf_spool_scan(ngx_http_lf_spooled_t *sp,
@@ -656,7 +657,6 @@ ngx_http_lf_spool_evict(ngx_http_lf_spooled_t *sp, int dfd,
 
         sp->bytes -= entries[i].size;
         sp->files--;
-        sp->dropped_files++;
 
         for (k = 0; k < sp->ndrops; k++) {
             if (sp->drops[k].dest == entries[i].dest) {
@@ -695,7 +695,7 @@ ngx_http_lf_spool_claim_file(ngx_http_lf_spooled_t *sp, int dfd)
     u_char                      claimed[NGX_HTTP_LF_SPOOL_NAME];
     u_char                      bad[NGX_HTTP_LF_SPOOL_NAME + 4];
     ngx_int_t                   rc;
-    ngx_uint_t                  i, k, n, m;
+    ngx_uint_t                  i, k, n, m, taken;
     ngx_http_lf_spool_entry_t  *entries, *list;
 
     lock = ngx_http_lf_spool_lock(sp, dfd);
@@ -703,7 +703,9 @@ ngx_http_lf_spool_claim_file(ngx_http_lf_spooled_t *sp, int dfd)
         return;
     }
 
-    if (!ngx_http_lf_spool_take(sp, dfd)) {
+    taken = ngx_http_lf_spool_take(sp, dfd);
+
+    if (!taken) {
 
         /* a new look: its oldest files of allowed destinations are kept */
 
@@ -750,19 +752,16 @@ ngx_http_lf_spool_claim_file(ngx_http_lf_spooled_t *sp, int dfd)
         sp->candidates = list;
         sp->ncandidates = m;
 
-        (void) ngx_http_lf_spool_take(sp, dfd);
+        taken = ngx_http_lf_spool_take(sp, dfd);
     }
 
     ngx_http_lf_spool_unlock(lock);
 
-    if (!sp->found) {
+    if (!taken) {
         return;
     }
 
-    sp->found = 0;
-
-    ngx_snprintf(claimed, NGX_HTTP_LF_SPOOL_NAME, "%s-claimed-%P%Z",
-                 sp->name, sp->pid);
+    ngx_http_lf_spool_claimed(claimed, sp->name, sp->pid);
 
     rc = ngx_http_lf_spool_load(sp, dfd, claimed);
 
@@ -791,8 +790,10 @@ static ngx_uint_t
 ngx_http_lf_spool_take(ngx_http_lf_spooled_t *sp, int dfd)
 {
     u_char                      claimed[NGX_HTTP_LF_SPOOL_NAME];
-    ngx_uint_t                  i, k;
+    ngx_uint_t                  i, k, taken;
     ngx_http_lf_spool_entry_t  *e;
+
+    taken = 0;
 
     for (i = 0; i < sp->ncandidates; i++) {
         e = &sp->candidates[i];
@@ -807,8 +808,7 @@ ngx_http_lf_spool_take(ngx_http_lf_spooled_t *sp, int dfd)
             continue;
         }
 
-        ngx_snprintf(claimed, NGX_HTTP_LF_SPOOL_NAME, "%s-claimed-%P%Z",
-                     e->name, sp->pid);
+        ngx_http_lf_spool_claimed(claimed, e->name, sp->pid);
 
         if (renameat(dfd, (char *) e->name, dfd, (char *) claimed) == -1) {
             /* replayed or dropped meanwhile */
@@ -817,7 +817,7 @@ ngx_http_lf_spool_take(ngx_http_lf_spooled_t *sp, int dfd)
 
         ngx_cpystrn(sp->name, e->name, NGX_HTTP_LF_SPOOL_NAME);
         sp->dest = e->dest;
-        sp->found = 1;
+        taken = 1;
 
         i++;
         break;
@@ -832,7 +832,16 @@ ngx_http_lf_spool_take(ngx_http_lf_spooled_t *sp, int dfd)
         sp->ncandidates -= i;
     }
 
-    return sp->found;
+    return taken;
+}
+
+
+/* the name of a file while the worker of that pid replays it */
+
+static void
+ngx_http_lf_spool_claimed(u_char *buf, u_char *name, ngx_pid_t pid)
+{
+    ngx_snprintf(buf, NGX_HTTP_LF_SPOOL_NAME, "%s-claimed-%P%Z", name, pid);
 }
 
 
@@ -841,8 +850,7 @@ ngx_http_lf_spool_release_file(ngx_http_lf_spooled_t *sp, int dfd)
 {
     u_char  claimed[NGX_HTTP_LF_SPOOL_NAME];
 
-    ngx_snprintf(claimed, NGX_HTTP_LF_SPOOL_NAME, "%s-claimed-%P%Z",
-                 sp->name, sp->pid);
+    ngx_http_lf_spool_claimed(claimed, sp->name, sp->pid);
 
     if (sp->delivered) {
         if (unlinkat(dfd, (char *) claimed, 0) == -1) {
@@ -935,7 +943,7 @@ ngx_http_lf_spool_scan(ngx_http_lf_spooled_t *sp, int dfd,
         }
 
         if (kind == NGX_HTTP_LF_SPOOL_TEMP) {
-            if (pid != sp->pid && kill(pid, 0) == -1 && errno == ESRCH) {
+            if (pid != sp->pid && ngx_http_lf_process_gone(pid)) {
                 (void) unlinkat(dfd, (char *) name, 0);
             }
 
@@ -947,7 +955,7 @@ ngx_http_lf_spool_scan(ngx_http_lf_spooled_t *sp, int dfd,
             sp->bytes += st.st_size;
 
             if (pid == sp->pid
-                || ((kill(pid, 0) == 0 || errno != ESRCH)
+                || (!ngx_http_lf_process_gone(pid)
                     && sp->now - st.st_ctime < NGX_HTTP_LF_SPOOL_STALE))
             {
                 continue;

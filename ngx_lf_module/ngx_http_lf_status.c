@@ -137,6 +137,8 @@ ngx_http_lf_status_handler(ngx_http_request_t *r)
         ngx_shmtx_lock(&lmcf->shpool->mutex);
         ngx_memcpy(snap, lmcf->sh, sizeof(ngx_http_lf_shctx_t));
         ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+        ngx_http_lf_in_flight_prune(snap);
     }
 
     b = ngx_create_temp_buf(r->pool, NGX_HTTP_LF_STATUS_MAX);
