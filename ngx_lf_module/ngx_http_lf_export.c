@@ -115,7 +115,9 @@ static u_char *ngx_http_lf_pop_batch(ngx_http_lf_exporter_t *ex,
     uint32_t *blocked, ngx_uint_t nblocked, ngx_http_lf_dest_t **dest,
     size_t *len, size_t **lens, ngx_uint_t *count);
 static void ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex);
-static ngx_uint_t ngx_http_lf_queue_owned(ngx_http_lf_exporter_t *ex);
+static void ngx_http_lf_spool_rest(ngx_http_lf_exporter_t *ex);
+static ngx_uint_t ngx_http_lf_waiting_dests(ngx_http_lf_exporter_t *ex,
+    uint32_t *ids);
 static ngx_uint_t ngx_http_lf_queue_crowded(ngx_http_lf_exporter_t *ex);
 static void ngx_http_lf_spool_queue(ngx_http_lf_exporter_t *ex,
     ngx_uint_t max);
@@ -282,9 +284,7 @@ ngx_http_lf_export_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_lf_abandon(ex, "at exit");
 
-    if (ex->lmcf->spool && ngx_http_lf_queue_owned(ex)) {
-        ngx_http_lf_spool_queue(ex, NGX_MAX_UINT32_VALUE);
-    }
+    ngx_http_lf_spool_rest(ex);
 
     curl_multi_cleanup(ex->multi);
     ex->multi = NULL;
@@ -476,9 +476,7 @@ ngx_http_lf_deadline_handler(ngx_event_t *ev)
 
     ngx_http_lf_abandon(ex, "within the shutdown time");
 
-    if (ex->lmcf->spool && ngx_http_lf_queue_owned(ex)) {
-        ngx_http_lf_spool_queue(ex, NGX_MAX_UINT32_VALUE);
-    }
+    ngx_http_lf_spool_rest(ex);
 
     ngx_http_lf_exit_wait(ex);
 }
@@ -560,19 +558,14 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
 {
     u_char               *events;
     size_t                len, *lens;
-    uint32_t              blocked[16];
+    uint32_t              blocked[NGX_HTTP_LF_MAX_DESTS];
     ngx_uint_t            count, nblocked;
-    ngx_queue_t          *q;
     ngx_http_lf_dest_t   *dest;
     ngx_http_lf_batch_t  *batch;
 
     if (ngx_exiting && ex->exit_spool) {
         /* Langfuse failed a quitting worker: no time for more tries */
-
-        if (ngx_http_lf_queue_owned(ex)) {
-            ngx_http_lf_spool_queue(ex, NGX_MAX_UINT32_VALUE);
-        }
-
+        ngx_http_lf_spool_rest(ex);
         return;
     }
 
@@ -589,15 +582,7 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
 
     /* a destination with a batch waiting for a retry gets no new ones */
 
-    nblocked = 0;
-
-    for (q = ngx_queue_head(&ex->waiting);
-         q != ngx_queue_sentinel(&ex->waiting) && nblocked < 16;
-         q = ngx_queue_next(q))
-    {
-        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
-        blocked[nblocked++] = batch->dest->id;
-    }
+    nblocked = ngx_http_lf_waiting_dests(ex, blocked);
 
     while (ex->inflight < NGX_HTTP_LF_MAX_INFLIGHT) {
 
@@ -622,20 +607,57 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
 
 
 /*
- * Whether the queue is this worker's to empty at exit: after a reload,
- * the new workers, which share it, send it.
+ * What the queue still holds goes to the spool when a leaving worker
+ * is the queue's last owner: after a reload, the new workers, which
+ * share it, send it.
  */
 
 static ngx_uint_t
-ngx_http_lf_queue_owned(ngx_http_lf_exporter_t *ex)
+ngx_http_lf_waiting_dests(ngx_http_lf_exporter_t *ex, uint32_t *ids)
+{
+    ngx_uint_t            i, n;
+    ngx_queue_t          *q;
+    ngx_http_lf_batch_t  *batch;
+
+    n = 0;
+
+    for (q = ngx_queue_head(&ex->waiting);
+         q != ngx_queue_sentinel(&ex->waiting);
+         q = ngx_queue_next(q))
+    {
+        batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
+
+        for (i = 0; i < n; i++) {
+            if (ids[i] == batch->dest->id) {
+                break;
+            }
+        }
+
+        if (i == n && n < NGX_HTTP_LF_MAX_DESTS) {
+            ids[n++] = batch->dest->id;
+        }
+    }
+
+    return n;
+}
+
+
+static void
+ngx_http_lf_spool_rest(ngx_http_lf_exporter_t *ex)
 {
     ngx_uint_t  generation;
+
+    if (ex->lmcf->spool == NULL) {
+        return;
+    }
 
     ngx_shmtx_lock(&ex->lmcf->shpool->mutex);
     generation = ex->lmcf->sh->generation;
     ngx_shmtx_unlock(&ex->lmcf->shpool->mutex);
 
-    return generation == ex->generation;
+    if (generation == ex->generation) {
+        ngx_http_lf_spool_queue(ex, NGX_MAX_UINT32_VALUE);
+    }
 }
 
 
@@ -718,11 +740,10 @@ ngx_http_lf_spool_queue(ngx_http_lf_exporter_t *ex, ngx_uint_t max)
 static void
 ngx_http_lf_replay_next(ngx_http_lf_exporter_t *ex)
 {
-    uint32_t              ids[NGX_HTTP_LF_MAX_DESTS];
-    ngx_uint_t            i, n;
-    ngx_queue_t          *q;
-    ngx_http_lf_dest_t   *dest;
-    ngx_http_lf_batch_t  *batch;
+    uint32_t             ids[NGX_HTTP_LF_MAX_DESTS];
+    uint32_t             blocked[NGX_HTTP_LF_MAX_DESTS];
+    ngx_uint_t           i, k, n, nblocked;
+    ngx_http_lf_dest_t  *dest;
 
     if (ex->lmcf->spool == NULL
         || ngx_exiting
@@ -743,23 +764,20 @@ ngx_http_lf_replay_next(ngx_http_lf_exporter_t *ex)
         return;
     }
 
+    nblocked = ngx_http_lf_waiting_dests(ex, blocked);
+
     dest = ex->lmcf->dests.elts;
     n = 0;
 
     for (i = 0; i < ex->lmcf->dests.nelts && n < NGX_HTTP_LF_MAX_DESTS; i++)
     {
-        for (q = ngx_queue_head(&ex->waiting);
-             q != ngx_queue_sentinel(&ex->waiting);
-             q = ngx_queue_next(q))
-        {
-            batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
-
-            if (batch->dest->id == dest[i].id) {
+        for (k = 0; k < nblocked; k++) {
+            if (blocked[k] == dest[i].id) {
                 break;
             }
         }
 
-        if (q == ngx_queue_sentinel(&ex->waiting)) {
+        if (k == nblocked) {
             ids[n++] = dest[i].id;
         }
     }
@@ -1332,8 +1350,8 @@ ngx_http_lf_check_done(ngx_http_lf_exporter_t *ex)
         if (ngx_current_msec - ex->exit_start < NGX_HTTP_LF_EXIT_DRAIN) {
             ngx_http_lf_send_batches(ex);
 
-        } else if (ex->lmcf->spool && ngx_http_lf_queue_owned(ex)) {
-            ngx_http_lf_spool_queue(ex, NGX_MAX_UINT32_VALUE);
+        } else {
+            ngx_http_lf_spool_rest(ex);
         }
 
         if (ex->inflight == 0 && ngx_queue_empty(&ex->waiting)
