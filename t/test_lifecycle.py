@@ -31,17 +31,23 @@ def send(ng, upstream, text):
     return r.trace_id
 
 
+def assert_outputs(sink, groups, timeout):
+    """Each trace id of each (text format, ids) group arrived once, with
+    its own answer: format % its index."""
+    spans = sink.assert_exactly_once([t for _, ids in groups for t in ids],
+                                     timeout=timeout)
+    by_id = {s["traceId"]: s for s in spans}
+    for fmt, ids in groups:
+        for i, t in enumerate(ids):
+            assert jattr(by_id[t], OUTPUT) == assistant(fmt % i)
+
+
 def test_reload_keeps_tracing_without_loss(nginx, upstream, sink):
     ng = nginx(CONF, flush_interval="500ms")
     before = [send(ng, upstream, "before %d" % i) for i in range(3)]
     ng.reload()
     after = [send(ng, upstream, "after %d" % i) for i in range(3)]
-    spans = sink.assert_exactly_once(before + after, timeout=10)
-    by_id = {s["traceId"]: s for s in spans}
-    for i, t in enumerate(before):
-        assert jattr(by_id[t], OUTPUT) == assistant("before %d" % i)
-    for i, t in enumerate(after):
-        assert jattr(by_id[t], OUTPUT) == assistant("after %d" % i)
+    assert_outputs(sink, [("before %d", before), ("after %d", after)], 10)
 
 
 CONF_SINK2 = """
@@ -180,12 +186,7 @@ def test_binary_upgrade_loses_nothing(nginx_conf, upstream, sink, outage):
             assert [n for n in names if n.endswith(".batch")], names
             sink.up()
 
-        spans = sink.assert_exactly_once(before + after, timeout=20)
-        by_id = {s["traceId"]: s for s in spans}
-        for i, t in enumerate(before):
-            assert jattr(by_id[t], OUTPUT) == assistant("old %d" % i)
-        for i, t in enumerate(after):
-            assert jattr(by_id[t], OUTPUT) == assistant("new %d" % i)
+        assert_outputs(sink, [("old %d", before), ("new %d", after)], 20)
 
         os.kill(new, signal.SIGQUIT)
         _wait(lambda: _gone(new), 20, "the new master to quit")
