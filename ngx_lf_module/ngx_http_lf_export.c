@@ -96,6 +96,12 @@ typedef struct {
     time_t                      error_logged;
     ngx_uint_t                  errors_unlogged;
 
+    /* what a full queue passed on, until it goes to the spool */
+    uint32_t                    overflow_dest;
+    ngx_lf_buf_t                overflow;   /* comma-joined */
+    size_t                     *overflow_lens;
+    ngx_uint_t                  overflow_count;
+
     unsigned                    claiming:1;
     unsigned                    spool_pause:1;  /* nothing to replay */
     unsigned                    exit_spool:1;   /* Langfuse is away */
@@ -119,6 +125,7 @@ static void ngx_http_lf_spool_rest(ngx_http_lf_exporter_t *ex);
 static ngx_uint_t ngx_http_lf_waiting_dests(ngx_http_lf_exporter_t *ex,
     uint32_t *ids);
 static ngx_uint_t ngx_http_lf_queue_crowded(ngx_http_lf_exporter_t *ex);
+static ngx_int_t ngx_http_lf_overflow_write(ngx_http_lf_exporter_t *ex);
 static void ngx_http_lf_spool_queue(ngx_http_lf_exporter_t *ex,
     ngx_uint_t max);
 static void ngx_http_lf_replay_next(ngx_http_lf_exporter_t *ex);
@@ -284,6 +291,7 @@ ngx_http_lf_export_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_lf_abandon(ex, "at exit");
 
+    (void) ngx_http_lf_overflow_write(ex);
     ngx_http_lf_spool_rest(ex);
 
     curl_multi_cleanup(ex->multi);
@@ -436,6 +444,7 @@ ngx_http_lf_flush_handler(ngx_event_t *ev)
             ngx_http_lf_retry_handler(&batch->retry);
         }
 
+        (void) ngx_http_lf_overflow_write(ex);
         ngx_http_lf_send_batches(ex);
 
         if (ex->inflight) {
@@ -458,6 +467,8 @@ ngx_http_lf_flush_handler(ngx_event_t *ev)
     }
 
     if (ex->lmcf->spool) {
+        (void) ngx_http_lf_overflow_write(ex);
+
         if (ngx_http_lf_queue_crowded(ex)) {
             ngx_http_lf_spool_queue(ex, NGX_HTTP_LF_SPOOL_WRITES);
         }
@@ -728,6 +739,103 @@ ngx_http_lf_spool_queue(ngx_http_lf_exporter_t *ex, ngx_uint_t max)
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ex->log, 0,
                    "langfuse spool: %uL queued event(s) overflow to it",
                    total);
+}
+
+
+/*
+ * With a spool, an event that finds the queue full joins this worker's
+ * overflow batch, which is written to the spool when it is full and at
+ * the next tick.  NGX_DECLINED: the spool's writes lag too far behind,
+ * and the event is dropped.
+ */
+
+ngx_int_t
+ngx_http_lf_export_overflow(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
+    const u_char *data, size_t len)
+{
+    size_t                   last;
+    ngx_http_lf_exporter_t  *ex;
+
+    ex = &ngx_http_lf_exporter;
+
+    if (lmcf->spool == NULL || ex->lmcf != lmcf) {
+        return NGX_DECLINED;
+    }
+
+    if (ex->overflow_count
+        && (ex->overflow_dest != dest
+            || ex->overflow_count == lmcf->batch_size
+            || ex->overflow.len + 1 + len > NGX_HTTP_LF_BATCH_MAX_BYTES)
+        && ngx_http_lf_overflow_write(ex) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ex->overflow_lens == NULL) {
+        ex->overflow_lens = ngx_alloc(lmcf->batch_size * sizeof(size_t),
+                                      ex->log);
+        if (ex->overflow_lens == NULL) {
+            return NGX_DECLINED;
+        }
+
+        ngx_lf_buf_init(&ex->overflow, 0);
+    }
+
+    last = ex->overflow.len;
+
+    if ((ex->overflow_count
+         && ngx_lf_buf_append(&ex->overflow, (u_char *) ",", 1) != 0)
+        || ngx_lf_buf_append(&ex->overflow, data, len) != 0)
+    {
+        ex->overflow.len = last;
+        return NGX_DECLINED;
+    }
+
+    ex->overflow_dest = dest;
+    ex->overflow_lens[ex->overflow_count++] = len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_lf_overflow_write(ngx_http_lf_exporter_t *ex)
+{
+    ngx_http_lf_dest_t  *dest;
+
+    if (ex->overflow_count == 0) {
+        return NGX_OK;
+    }
+
+    if (!ngx_exiting && !ex->gone
+        && ngx_http_lf_spool_writing() >= NGX_HTTP_LF_SPOOL_BACKLOG)
+    {
+        return NGX_AGAIN;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ex->log, 0,
+                   "langfuse spool: %ui event(s) of a full queue go to it",
+                   ex->overflow_count);
+
+    /* events of the running configuration: the destination is there */
+    dest = ngx_http_lf_find_dest(ex->lmcf, ex->overflow_dest);
+
+    if (dest) {
+        /* takes the events and lens */
+        (void) ngx_http_lf_spool_write(ex->lmcf, dest, ex->overflow.data,
+                                       ex->overflow.len, ex->overflow_lens,
+                                       ex->overflow_count);
+
+    } else {
+        ngx_lf_buf_free(&ex->overflow);
+        ngx_free(ex->overflow_lens);
+    }
+
+    ngx_lf_buf_init(&ex->overflow, 0);
+    ex->overflow_lens = NULL;
+    ex->overflow_count = 0;
+
+    return NGX_OK;
 }
 
 

@@ -265,6 +265,9 @@ char *ngx_http_lf_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 /* export */
 ngx_int_t ngx_http_lf_export_init_process(ngx_cycle_t *cycle);
 void ngx_http_lf_export_exit_process(ngx_cycle_t *cycle);
+/* an event that the full queue has no room for, bound for the spool */
+ngx_int_t ngx_http_lf_export_overflow(ngx_http_lf_main_conf_t *lmcf,
+    uint32_t dest, const u_char *data, size_t len);
 /* a claimed spool file */
 void ngx_http_lf_export_replay(ngx_http_lf_spooled_t *sp, uint32_t dest,
     u_char *events, size_t len, size_t *lens, ngx_uint_t count);

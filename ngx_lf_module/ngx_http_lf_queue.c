@@ -14,7 +14,8 @@
 /*
  * Serialized events wait in shared memory, oldest first, until a
  * worker's flush takes them.  The zone size is the byte budget: when
- * the slab is full, the new event is dropped and counted.
+ * the slab is full, the new event goes to the spool, or without one is
+ * dropped and counted.
  */
 
 
@@ -107,6 +108,16 @@ ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
     node = ngx_slab_alloc_locked(lmcf->shpool,
                                  offsetof(ngx_http_lf_qnode_t, data) + len);
 
+    if (node == NULL && lmcf->spool) {
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+        if (ngx_http_lf_export_overflow(lmcf, dest, data, len) == NGX_OK) {
+            return NGX_OK;
+        }
+
+        ngx_shmtx_lock(&lmcf->shpool->mutex);
+    }
+
     if (node == NULL) {
         ngx_http_lf_stats_locked(sh, dest)->dropped_queue_full++;
         sh->drop_reported++;
@@ -124,8 +135,11 @@ ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
 
         if (dropped) {
             ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "langfuse: queue is full, %uL event(s) dropped "
-                          "since the last report (%uz bytes queued)",
+                          "langfuse: queue is full%s, %uL event(s) "
+                          "dropped since the last report (%uz bytes "
+                          "queued)",
+                          lmcf->spool ? " and the spool's writes lag "
+                                        "behind" : "",
                           dropped, sh->bytes);
         }
 

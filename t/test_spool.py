@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from lfcheck import OUTPUT, assistant, jattr, send_chat
 
@@ -273,6 +274,27 @@ def test_crowded_queue_overflows_to_the_spool(nginx, upstream, sink):
     sink.assert_exactly_once(ids, timeout=60)
     _, d = counters(ng)
     assert d["dropped"]["queue_full"] == 0
+
+
+def test_full_queue_passes_events_to_the_spool(nginx, upstream, sink):
+    """guarantee: calls that find the queue full, faster than it moves to
+    the spool, are spooled rather than dropped"""
+    sink.down()
+    ng = nginx(CONF, workers=1, queue_size="32k", batch_size=4,
+               flush_interval="30s", http_extra=spool_conf(retries=20))
+    ng.allow_errors(r"failed: .*Couldn't connect to server")
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda i: send(ng, upstream, "f%d %s" % (
+            i, "z" * 3000)), range(48)))
+
+    _, d = counters(ng)
+    assert d["dropped"]["queue_full"] == 0
+    # some never had a place in the queue
+    assert d["queued"] < 48
+
+    sink.up()
+    sink.assert_exactly_once(ids, timeout=60)
 
 
 def test_reload_leaves_the_queue_to_new_workers(nginx, upstream, sink):
