@@ -70,8 +70,23 @@ typedef struct {
 } ngx_http_lf_batch_t;
 
 
+/* an event the 207 answer refused: its id, then 't'emporary or 'f'inal */
+#define NGX_HTTP_LF_REFUSED_LEN         (NGX_LF_EVENT_ID_LEN + 1)
+
+
 typedef struct {
     ngx_uint_t                  errors;
+    ngx_uint_t                  invalid;
+    ngx_lf_buf_t                refused;
+
+    /* the reason of the first final and of the first temporary one */
+    ngx_lf_buf_t                final;
+    ngx_lf_buf_t                temporary;
+
+    /* the error being read */
+    u_char                      id[NGX_LF_EVENT_ID_LEN];
+    size_t                      id_len;
+    int64_t                     status;
     ngx_lf_buf_t                message;
 } ngx_http_lf_multi_status_t;
 
@@ -148,6 +163,8 @@ static ngx_int_t ngx_http_lf_batch_shrink(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch);
 static void ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch);
+static int ngx_libc_cdecl ngx_http_lf_refused_cmp(const void *one,
+    const void *two);
 static int ngx_http_lf_multi_status_value(ngx_lf_json_t *j,
     ngx_lf_json_type_e type, const u_char *v, size_t len);
 static u_char *ngx_http_lf_gzip(ngx_http_lf_dest_t *dest, u_char *events,
@@ -167,6 +184,9 @@ static size_t ngx_http_lf_write_cb(char *ptr, size_t size, size_t nmemb,
     void *userdata);
 static size_t ngx_http_lf_response_text(ngx_http_lf_batch_t *batch,
     u_char *text, size_t size);
+static void ngx_http_lf_log_refusal(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch, ngx_uint_t invalid, ngx_uint_t events,
+    ngx_lf_buf_t *message);
 static void ngx_http_lf_log_failure(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch, const char *reason, long status);
 
@@ -1624,6 +1644,7 @@ ngx_http_lf_batch_retry(ngx_http_lf_exporter_t *ex,
     after = 0;
 
     if (status
+        && batch->easy
         && curl_easy_getinfo(batch->easy, CURLINFO_RETRY_AFTER, &after)
            == CURLE_OK
         && after > 0)
@@ -1818,19 +1839,35 @@ ngx_http_lf_batch_shrink(ngx_http_lf_exporter_t *ex,
 
 /*
  * The legacy API answers 207 with the events it took and those it
- * refused as invalid; a refused one would be refused again.
+ * refused, each with a status.  A call with an event refused as invalid
+ * is counted as rejected: it would be refused again.  The events that
+ * failed for a reason that may pass go again, and only they, as a batch
+ * of their own with the retries that this one has left.
  */
 
 static void
 ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch)
 {
-    ngx_uint_t                  events, errors;
-    ngx_lf_json_t               j;
-    ngx_http_lf_multi_status_t  ms;
+    u_char                      *p, *r, *refused;
+    size_t                       start, *lens;
+    ngx_int_t                    i, n;
+    ngx_uint_t                   k, nrefused, matched, events, sent;
+    ngx_uint_t                   rejected, failed, again, final, temporary;
+    ngx_lf_buf_t                 retry;
+    ngx_lf_json_t                j;
+    ngx_lf_envelope_t            env[2];
+    ngx_http_lf_batch_t         *part;
+    ngx_http_lf_multi_status_t   ms;
 
     ngx_memzero(&ms, sizeof(ngx_http_lf_multi_status_t));
     ngx_lf_buf_init(&ms.message, 512);
+    ngx_lf_buf_init(&ms.final, 512);
+    ngx_lf_buf_init(&ms.temporary, 512);
+
+    /* whatever the answer says, two records per call at most */
+    ngx_lf_buf_init(&ms.refused,
+                    2 * batch->count * NGX_HTTP_LF_REFUSED_LEN);
 
     if (ngx_lf_json_init(&j, ngx_http_lf_multi_status_value, &ms, 0) == 0) {
         (void) ngx_lf_json_feed(&j, batch->response.data,
@@ -1840,23 +1877,156 @@ ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
 
     ngx_lf_json_free(&j);
 
-    /* two legacy events make one call */
-    events = batch->count * 2;
-    errors = ngx_min(ms.errors, events);
-
-    ngx_http_lf_stat(ex->lmcf, batch->dest->id, sent, (events - errors) / 2);
-
-    if (errors) {
-        ngx_http_lf_stat(ex->lmcf, batch->dest->id, rejected,
-                         (errors + 1) / 2);
-
-        ngx_log_error(NGX_LOG_ERR, ex->log, 0,
-                      "langfuse: \"%V\" refused %ui of %ui events as "
-                      "invalid: \"%*s\"", &batch->dest->url, errors, events,
-                      ms.message.len, ms.message.data);
+    if (ms.errors == 0) {
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, sent, batch->count);
+        goto done;
     }
 
+    refused = ms.refused.data;
+    nrefused = ms.refused.len / NGX_HTTP_LF_REFUSED_LEN;
+
+    if (nrefused > 1) {
+        ngx_qsort(refused, nrefused, NGX_HTTP_LF_REFUSED_LEN,
+                  ngx_http_lf_refused_cmp);
+    }
+
+    ngx_lf_buf_init(&retry, 0);
+    lens = NULL;
+    events = 0;
+    matched = 0;
+    sent = 0;
+    rejected = 0;
+    failed = 0;
+    again = 0;
+
+    p = batch->events;
+
+    for (k = 0; k < batch->count; k++) {
+        n = ngx_lf_event_envelopes(p, batch->lens[k], env);
+        events += n ? n : 2;
+
+        final = 0;
+        temporary = 0;
+
+        for (i = 0; i < n; i++) {
+            r = nrefused ? bsearch(env[i].id, refused, nrefused,
+                                   NGX_HTTP_LF_REFUSED_LEN,
+                                   ngx_http_lf_refused_cmp)
+                         : NULL;
+            if (r == NULL) {
+                continue;
+            }
+
+            matched++;
+
+            if (r[NGX_LF_EVENT_ID_LEN] == 't') {
+                temporary |= 1 << i;
+
+            } else {
+                final = 1;
+            }
+        }
+
+        p += batch->lens[k] + 1;
+
+        if (final) {
+            rejected++;
+            continue;
+        }
+
+        if (temporary == 0) {
+            sent++;
+            continue;
+        }
+
+        if (lens == NULL) {
+            lens = ngx_alloc(batch->count * sizeof(size_t), ex->log);
+            if (lens == NULL) {
+                failed++;
+                continue;
+            }
+        }
+
+        /* the call goes again with the events that failed */
+
+        start = retry.len;
+
+        for (i = 0; i < n; i++) {
+            if (!(temporary & (1 << i))) {
+                continue;
+            }
+
+            if ((retry.len && ngx_lf_buf_append(&retry, (u_char *) ",", 1)
+                              != 0)
+                || ngx_lf_buf_append(&retry, env[i].data, env[i].len) != 0)
+            {
+                break;
+            }
+        }
+
+        if (i < n) {
+            retry.len = start;
+            failed++;
+            continue;
+        }
+
+        lens[again++] = retry.len - start - (start ? 1 : 0);
+    }
+
+    /* refusals of no event in this batch: as many calls, at most */
+
+    if (ms.errors > matched) {
+        k = ngx_min(ms.errors - matched, sent);
+        sent -= k;
+        rejected += k;
+    }
+
+    ngx_http_lf_stat(ex->lmcf, batch->dest->id, sent, sent);
+    ngx_http_lf_stat(ex->lmcf, batch->dest->id, rejected, rejected);
+    ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, failed);
+
+    if (ms.invalid) {
+        ngx_http_lf_log_refusal(ex, batch, ms.invalid, events, &ms.final);
+    }
+
+    if (again == 0) {
+        ngx_lf_buf_free(&retry);
+
+        if (lens) {
+            ngx_free(lens);
+        }
+
+        goto done;
+    }
+
+    /* takes retry's data and lens, and frees them when it fails */
+    part = ngx_http_lf_batch_create(ex, batch->dest, retry.data, retry.len,
+                                    lens, again);
+    if (part == NULL) {
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, again);
+        goto done;
+    }
+
+    part->attempts = batch->attempts;
+    (void) ngx_lf_buf_set(&part->response, ms.temporary.data,
+                          ms.temporary.len);
+
+    ngx_http_lf_batch_retry(ex, part, "temporary failure of some events",
+                            207);
+
+done:
+
     ngx_lf_buf_free(&ms.message);
+    ngx_lf_buf_free(&ms.final);
+    ngx_lf_buf_free(&ms.temporary);
+    ngx_lf_buf_free(&ms.refused);
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_lf_refused_cmp(const void *one, const void *two)
+{
+    return ngx_memcmp(one, two, NGX_LF_EVENT_ID_LEN);
 }
 
 
@@ -1864,15 +2034,76 @@ static int
 ngx_http_lf_multi_status_value(ngx_lf_json_t *j, ngx_lf_json_type_e type,
     const u_char *v, size_t len)
 {
-    u_char                      *clean;
+    u_char                      *clean, kind;
+    ngx_lf_buf_t                *reason;
     ngx_http_lf_multi_status_t  *ms = j->ctx;
 
-    if (type == NGX_LF_JSON_MAP_START && ngx_lf_json_is(j, "errors[]")) {
-        ms->errors++;
+    if (!ngx_lf_json_is(j, "errors[]")
+        && ngx_lf_json_under(j, "errors[].") == NULL)
+    {
         return 0;
     }
 
-    if (type == NGX_LF_JSON_STRING && ms->message.len == 0
+    switch (type) {
+
+    case NGX_LF_JSON_MAP_START:
+        ms->errors++;
+        ms->id_len = 0;
+        ms->status = 0;
+        ngx_lf_buf_reset(&ms->message);
+        return 0;
+
+    case NGX_LF_JSON_MAP_END:
+        if (ms->status == 408 || ms->status == 429 || ms->status >= 500) {
+            kind = 't';
+            reason = &ms->temporary;
+
+        } else {
+            kind = 'f';
+            reason = &ms->final;
+            ms->invalid++;
+        }
+
+        if (reason->len == 0) {
+            (void) ngx_lf_buf_set(reason, ms->message.data,
+                                  ms->message.len);
+        }
+
+        if (ms->id_len == NGX_LF_EVENT_ID_LEN) {
+            (void) ngx_lf_buf_append(&ms->refused, ms->id, ms->id_len);
+            (void) ngx_lf_buf_append(&ms->refused, &kind, 1);
+        }
+
+        return 0;
+
+    case NGX_LF_JSON_NUMBER:
+        if (ngx_lf_json_is(j, "errors[].status")
+            && ngx_lf_json_int(v, len, &ms->status) != 0)
+        {
+            ms->status = 0;
+        }
+
+        return 0;
+
+    case NGX_LF_JSON_STRING:
+        break;
+
+    default:
+        return 0;
+    }
+
+    if (ngx_lf_json_is(j, "errors[].id")) {
+        ms->id_len = 0;
+
+        if (len == NGX_LF_EVENT_ID_LEN) {
+            ngx_memcpy(ms->id, v, len);
+            ms->id_len = len;
+        }
+
+        return 0;
+    }
+
+    if (ms->message.len == 0
         && (ngx_lf_json_is(j, "errors[].message")
             || ngx_lf_json_is(j, "errors[].error")))
     {
@@ -1992,6 +2223,30 @@ ngx_http_lf_response_text(ngx_http_lf_batch_t *batch, u_char *text,
     }
 
     return n;
+}
+
+
+/* as rate-limited as failures, with the first refusal's reason */
+
+static void
+ngx_http_lf_log_refusal(ngx_http_lf_exporter_t *ex,
+    ngx_http_lf_batch_t *batch, ngx_uint_t invalid, ngx_uint_t events,
+    ngx_lf_buf_t *message)
+{
+    if (ex->error_logged == ngx_time()) {
+        ex->errors_unlogged++;
+        return;
+    }
+
+    ex->error_logged = ngx_time();
+
+    ngx_log_error(NGX_LOG_ERR, ex->log, 0,
+                  "langfuse: \"%V\" refused %ui of %ui events as "
+                  "invalid: \"%*s\" (%ui more failure(s) not logged)",
+                  &batch->dest->url, invalid, events, message->len,
+                  message->data, ex->errors_unlogged);
+
+    ex->errors_unlogged = 0;
 }
 
 

@@ -91,6 +91,24 @@ const char *ngx_lf_event_batch_tail(ngx_lf_protocol_e proto);
 int ngx_lf_event_shrink(yajl_gen g, const unsigned char *text, size_t len,
     size_t cap);
 
+/*
+ * A legacy call as queued, "{trace-create},{generation-create}", or the
+ * part of it that a retry sends: where each event is and its envelope
+ * id (NGX_LF_EVENT_ID_LEN bytes).  Returns how many events (1 or 2), or
+ * 0 when the text is not such.
+ */
+
+#define NGX_LF_EVENT_ID_LEN     36
+
+typedef struct {
+    const unsigned char    *data;
+    size_t                  len;
+    const unsigned char    *id;
+} ngx_lf_envelope_t;
+
+int ngx_lf_event_envelopes(const unsigned char *text, size_t len,
+    ngx_lf_envelope_t *env);
+
 /* "2026-12-03T10:00:00.350Z" into buf[32] */
 void ngx_lf_iso_time(char *buf, int64_t ms);
 

@@ -14,6 +14,8 @@
 
 
 /*
+ * Our own queued events, read back: split into their envelopes, or cut.
+ *
  * An event that Langfuse refuses as too large even when sent alone is
  * written again with its input and output cut: model, usage, times and
  * ids stay as they were.  The events are our own, so their shape is
@@ -401,6 +403,72 @@ ngx_lf_shrink_note(const unsigned char *p, size_t *len)
     }
 
     *len = q - 4 - p;
+
+    return n;
+}
+
+
+/*
+ * yajl, told to stop after one value, says where the first event ends:
+ * the text inside it (prompts, answers) cannot mislead a search.
+ */
+
+int
+ngx_lf_event_envelopes(const unsigned char *text, size_t len,
+    ngx_lf_envelope_t *env)
+{
+    int          i, n;
+    size_t       first;
+    yajl_handle  h;
+    yajl_status  st;
+
+    h = yajl_alloc(NULL, NULL, NULL);
+    if (h == NULL) {
+        return 0;
+    }
+
+    (void) yajl_config(h, yajl_allow_trailing_garbage, 1);
+
+    st = yajl_parse(h, text, len);
+    first = yajl_get_bytes_consumed(h);
+
+    if (st == yajl_status_ok && first == len) {
+        /* one event: it must be whole */
+        st = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    if (st != yajl_status_ok || first == 0 || first > len) {
+        return 0;
+    }
+
+    env[0].data = text;
+    env[0].len = first;
+    n = 1;
+
+    if (first < len) {
+        if (text[first] != ',' || first + 1 == len) {
+            return 0;
+        }
+
+        env[1].data = text + first + 1;
+        env[1].len = len - first - 1;
+        n = 2;
+    }
+
+    /* each starts {"id":"<uuid>", as the writer put it */
+
+    for (i = 0; i < n; i++) {
+        if (env[i].len < sizeof("{\"id\":\"\"}") - 1 + NGX_LF_EVENT_ID_LEN
+            || memcmp(env[i].data, "{\"id\":\"", 7) != 0
+            || env[i].data[7 + NGX_LF_EVENT_ID_LEN] != '"')
+        {
+            return 0;
+        }
+
+        env[i].id = env[i].data + 7;
+    }
 
     return n;
 }

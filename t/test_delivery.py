@@ -175,3 +175,64 @@ def test_ingestion_refused_events_are_counted_not_resent(
 
     assert [r.status for r in sink.requests()] == [207]
     assert logged(ng, r"refused 1 of 2 events as invalid")
+
+
+def test_ingestion_temporary_refusals_go_again_alone(nginx, upstream, sink):
+    """Events a 207 answer failed with a 5xx go again, without the events
+    of the same batch that were taken."""
+    conf = CONF.replace("@LF@", "@LF@ langfuse_protocol ingestion;").replace(
+        "location / {", "location = /st { langfuse_status; }\n"
+                        "    location / {")
+    ng = nginx(conf, workers=1, flush_interval="30s", batch_size=2)
+    ng.allow_errors(r"export of 2 event\(s\) .* failed: temporary failure "
+                    r"of some events, status 207, response .*Internal error")
+    sink.ingestion_errors = ("generation-create",)
+    sink.ingestion_error_status = 503
+    sink.ingestion_error_requests = 1
+
+    ids = [send(ng, upstream, "part %d" % i) for i in range(2)]
+    sink.wait_for_requests(2, timeout=5)
+    time.sleep(0.5)
+
+    first, second = sink.requests()
+    assert (first.status, second.status) == (207, 207)
+    sent = [e["type"] for e in first.json["batch"]]
+    assert sent == ["trace-create", "generation-create"] * 2
+    # only the two generations go again, byte for byte the same events
+    again = second.json["batch"]
+    assert again == [e for e in first.json["batch"]
+                     if e["type"] == "generation-create"]
+    assert 0.45 <= second.time - first.time <= 1.6
+
+    gens = sink.generations()
+    assert sorted(g["body"]["traceId"] for g in gens) == sorted(ids)
+    assert sorted(t["body"]["id"] for t in sink.traces()) == sorted(ids)
+
+    d = json.loads(ng.request("/st").body)["destinations"][0]
+    assert (d["sent"], d["rejected"], d["retried"]) == (2, 0, 2)
+
+
+def test_ingestion_invalid_and_temporary_refusals_in_one_answer(
+        nginx, upstream, sink):
+    """A call with an event refused as invalid is rejected whole; the
+    other call's temporarily failed event goes again."""
+    conf = CONF.replace("@LF@", "@LF@ langfuse_protocol ingestion;").replace(
+        "location / {", "location = /st { langfuse_status; }\n"
+                        "    location / {")
+    ng = nginx(conf, workers=1, flush_interval="30s", batch_size=2)
+    ng.allow_errors(r"refused 1 of 4 events as invalid: \"Invalid request "
+                    r"data\" \(0 more failure\(s\) not logged\)",
+                    r"failed: temporary failure of some events, status 207")
+
+    ids = []
+    sink.ingestion_errors = 1
+    sink.ingestion_error_requests = 1
+    ids.append(send(ng, upstream, "invalid"))
+    ids.append(send(ng, upstream, "valid"))
+    sink.wait_for_requests(1, timeout=5)
+    time.sleep(1.8)
+
+    assert [r.status for r in sink.requests()] == [207]
+    d = json.loads(ng.request("/st").body)["destinations"][0]
+    assert (d["sent"], d["rejected"], d["retried"]) == (1, 1, 0)
+    assert [t["body"]["id"] for t in sink.traces()] == [ids[1]]

@@ -356,12 +356,14 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 status = 207
                 events = [e for e in batch if isinstance(e, dict)]
-                bad = events[:owner.ingestion_errors]
+                bad = owner._take_ingestion_errors(events)
+                failing = owner.ingestion_error_status
                 body = json.dumps({
                     "successes": [{"id": e.get("id"), "status": 201}
-                                  for e in events[len(bad):]],
-                    "errors": [{"id": e.get("id"), "status": 400,
-                                "message": "Invalid request data",
+                                  for e in events if e not in bad],
+                    "errors": [{"id": e.get("id"), "status": failing,
+                                "message": "Invalid request data"
+                                if failing < 500 else "Internal error",
                                 "error": "injected"} for e in bad]}).encode()
                 rec.refused_events = [e.get("id") for e in bad]
         else:
@@ -454,7 +456,12 @@ class Sink:
         self.max_spans = None       # answer 413 to larger OTLP batches
         self.max_bytes = None       # answer 413 to larger bodies (unzipped)
         self.retry_after = None     # Retry-After seconds on failures
-        self.ingestion_errors = 0   # events refused in each 207 answer
+        # events refused in 207 answers: the first n of each batch, or
+        # those whose types are listed; with that status; in how many
+        # answers (None: all)
+        self.ingestion_errors = 0
+        self.ingestion_error_status = 400
+        self.ingestion_error_requests = None
         self.fail_body = None       # the answer to injected failures
         self.httpd = None
 
@@ -542,6 +549,17 @@ class Sink:
                     self._fault_count = None
             return f
 
+    def _take_ingestion_errors(self, events):
+        with self._lock:
+            if self.ingestion_error_requests is not None:
+                if self.ingestion_error_requests <= 0:
+                    return []
+                self.ingestion_error_requests -= 1
+            pick = self.ingestion_errors
+        if isinstance(pick, int):
+            return events[:pick]
+        return [e for e in events if e.get("type") in pick]
+
     def fail(self, status, count=None):
         """Answer `status` to the next `count` requests (None: always)."""
         self._set_fault(("fail", status), count)
@@ -574,6 +592,8 @@ class Sink:
         self.max_bytes = None
         self.retry_after = None
         self.ingestion_errors = 0
+        self.ingestion_error_status = 400
+        self.ingestion_error_requests = None
         self.fail_body = None
         self._released.set()
 
@@ -638,9 +658,11 @@ class Sink:
         for r in records:
             if r.path.split("?")[0] != INGESTION_PATH:
                 continue
+            refused = () if include_rejected else getattr(
+                r, "refused_events", ())
             if isinstance(r.json, dict):
                 for e in r.json.get("batch") or []:
-                    if isinstance(e, dict):
+                    if isinstance(e, dict) and e.get("id") not in refused:
                         e = dict(e)
                         e["record"] = r
                         out.append(e)

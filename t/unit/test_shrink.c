@@ -190,6 +190,61 @@ test_invalid(void)
 }
 
 
+/*
+ * ngx_lf_event_envelopes(): the events of a legacy call are found by
+ * parsing, so a prompt that looks like an envelope does not split it.
+ */
+
+#define ID1  "11111111-2222-4333-8444-555555555555"
+#define ID2  "aaaaaaaa-bbbb-4ccc-9ddd-eeeeeeeeeeee"
+
+static void
+test_envelopes(void)
+{
+    int                 n;
+    const char         *one, *two, *text;
+    ngx_lf_envelope_t   env[2];
+
+    one = "{\"id\":\"" ID1 "\",\"type\":\"trace-create\",\"body\":{"
+          "\"input\":[{\"a\":\"},{\\\"id\\\":\\\"x\"},"
+          "{\"id\":\"" ID2 "\",\"type\":\"generation-create\"}]}}";
+    two = "{\"id\":\"" ID2 "\",\"type\":\"generation-create\","
+          "\"body\":{\"output\":\"},{\"}}";
+
+    text = malloc(strlen(one) + strlen(two) + 2);
+    sprintf((char *) text, "%s,%s", one, two);
+
+    UNIT_CONTEXT("a call's two events");
+
+    n = ngx_lf_event_envelopes((const u_char *) text, strlen(text), env);
+    UNIT_CHECK(n == 2);
+    UNIT_CHECK_MEM(env[0].data, env[0].len, one, strlen(one));
+    UNIT_CHECK_MEM(env[1].data, env[1].len, two, strlen(two));
+    UNIT_CHECK_MEM(env[0].id, NGX_LF_EVENT_ID_LEN, ID1, strlen(ID1));
+    UNIT_CHECK_MEM(env[1].id, NGX_LF_EVENT_ID_LEN, ID2, strlen(ID2));
+
+    UNIT_CONTEXT("one event");
+
+    n = ngx_lf_event_envelopes((const u_char *) two, strlen(two), env);
+    UNIT_CHECK(n == 1);
+    UNIT_CHECK(env[0].len == strlen(two));
+    UNIT_CHECK_MEM(env[0].id, NGX_LF_EVENT_ID_LEN, ID2, strlen(ID2));
+
+    UNIT_CONTEXT("not a call");
+
+    UNIT_CHECK(ngx_lf_event_envelopes((const u_char *) one,
+                                      strlen(one) - 1, env) == 0);
+    UNIT_CHECK(ngx_lf_event_envelopes((const u_char *) text,
+                                      strlen(one) + 1, env) == 0);
+    UNIT_CHECK(ngx_lf_event_envelopes((const u_char *) "{\"id\":1},{}",
+                                      12, env) == 0);
+    UNIT_CHECK(ngx_lf_event_envelopes((const u_char *) "[1]", 3, env)
+               == 0);
+
+    free((char *) text);
+}
+
+
 int
 main(void)
 {
@@ -197,6 +252,7 @@ main(void)
     test_legacy();
     test_cut_again();
     test_invalid();
+    test_envelopes();
 
     UNIT_DONE();
 }
