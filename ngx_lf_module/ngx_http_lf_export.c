@@ -1544,6 +1544,8 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
                               ? offsetof(ngx_http_lf_stats_t, errors_http_5xx)
                               : offsetof(ngx_http_lf_stats_t, errors_http_4xx),
                               1);
+        ngx_http_lf_stats_add(ex->lmcf, batch->dest->id,
+                              ngx_http_lf_status_counter(status), 1);
 
         p = ngx_snprintf(text, sizeof(text), "status %l: ", status);
         p += ngx_http_lf_response_text(batch, p, text + sizeof(text) - p);

@@ -40,6 +40,9 @@ typedef struct {
 #define NGX_HTTP_LF_MAX_DESTS           32
 #define NGX_HTTP_LF_ERROR_LEN           256
 
+/* export answers counted by status: the common ones, then "other" */
+#define NGX_HTTP_LF_STATUSES            12
+
 
 /*
  * Counters of one destination, shared by all workers and kept under the
@@ -72,6 +75,7 @@ typedef struct {
     uint64_t                    errors_http_429;
     uint64_t                    errors_http_4xx;
     uint64_t                    errors_http_5xx;
+    uint64_t                    errors_status[NGX_HTTP_LF_STATUSES];
 
     uint64_t                    batches_sent;
     uint64_t                    batches_failed;
@@ -261,6 +265,8 @@ uint64_t ngx_http_lf_in_flight_total(ngx_http_lf_shctx_t *snap,
 
 /* status */
 char *ngx_http_lf_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+/* where an HTTP status of a failed export is counted */
+size_t ngx_http_lf_status_counter(long status);
 
 /* export */
 ngx_int_t ngx_http_lf_export_init_process(ngx_cycle_t *cycle);

@@ -18,7 +18,14 @@
  * secret is shown: endpoints and public keys only.
  */
 
-#define NGX_HTTP_LF_STATUS_MAX          (64 * 1024)
+/*
+ * The page's size: the queue and spool part, then per destination at
+ * most this many lines, each with its labels escaped (twice their size
+ * at most) and a metric name and value
+ */
+#define NGX_HTTP_LF_STATUS_BASE         4096
+#define NGX_HTTP_LF_STATUS_LINES        64
+#define NGX_HTTP_LF_STATUS_LINE         128
 
 
 typedef struct {
@@ -86,11 +93,44 @@ static ngx_http_lf_counter_t  ngx_http_lf_error_counters[] = {
 };
 
 
+/* named by the status they count, the last one for all others */
+static ngx_http_lf_counter_t  ngx_http_lf_status_counters[] = {
+    ngx_http_lf_counter("400", "400", errors_status[0]),
+    ngx_http_lf_counter("401", "401", errors_status[1]),
+    ngx_http_lf_counter("403", "403", errors_status[2]),
+    ngx_http_lf_counter("404", "404", errors_status[3]),
+    ngx_http_lf_counter("408", "408", errors_status[4]),
+    ngx_http_lf_counter("413", "413", errors_status[5]),
+    ngx_http_lf_counter("429", "429", errors_status[6]),
+    ngx_http_lf_counter("500", "500", errors_status[7]),
+    ngx_http_lf_counter("502", "502", errors_status[8]),
+    ngx_http_lf_counter("503", "503", errors_status[9]),
+    ngx_http_lf_counter("504", "504", errors_status[10]),
+    ngx_http_lf_counter("other", "other", errors_status[11]),
+    { NULL, NULL, 0 }
+};
+
+
 static ngx_http_lf_counter_t  ngx_http_lf_batch_counters[] = {
     ngx_http_lf_counter("sent", "sent", batches_sent),
     ngx_http_lf_counter("failed", "failed", batches_failed),
     { NULL, NULL, 0 }
 };
+
+
+size_t
+ngx_http_lf_status_counter(long status)
+{
+    ngx_http_lf_counter_t  *c;
+
+    for (c = ngx_http_lf_status_counters; c[1].name; c++) {
+        if (ngx_atoi((u_char *) c->name, 3) == status) {
+            break;
+        }
+    }
+
+    return c->offset;
+}
 
 
 char *
@@ -108,10 +148,13 @@ ngx_http_lf_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_lf_status_handler(ngx_http_request_t *r)
 {
+    size_t                    size;
     ngx_int_t                 rc;
     ngx_str_t                 format;
     ngx_buf_t                *b;
+    ngx_uint_t                i;
     ngx_chain_t               out;
+    ngx_http_lf_dest_t       *dest;
     ngx_http_lf_shctx_t      *snap;
     ngx_http_lf_main_conf_t  *lmcf;
 
@@ -141,7 +184,21 @@ ngx_http_lf_status_handler(ngx_http_request_t *r)
         ngx_http_lf_in_flight_prune(snap);
     }
 
-    b = ngx_create_temp_buf(r->pool, NGX_HTTP_LF_STATUS_MAX);
+    size = NGX_HTTP_LF_STATUS_BASE;
+    dest = lmcf->dests.elts;
+
+    for (i = 0; i < lmcf->dests.nelts; i++) {
+        size += NGX_HTTP_LF_STATUS_LINES
+                * (NGX_HTTP_LF_STATUS_LINE
+                   + 2 * (dest[i].url.len + dest[i].public_key.len));
+    }
+
+    /* counters of destinations that a reload removed are shown too */
+    size += (NGX_HTTP_LF_MAX_DESTS - ngx_min(lmcf->dests.nelts,
+                                             NGX_HTTP_LF_MAX_DESTS))
+            * NGX_HTTP_LF_STATUS_LINES * NGX_HTTP_LF_STATUS_LINE;
+
+    b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -198,10 +255,11 @@ ngx_http_lf_status_json(ngx_http_request_t *r,
     ngx_http_lf_counter_t  *c;
 
     static const char  *groups[] = { "dropped", "parse_errors", "errors",
-                                     "batches" };
+                                     "errors_by_status", "batches" };
     ngx_http_lf_counter_t  *lists[] = { ngx_http_lf_drop_counters,
                                         ngx_http_lf_parse_counters,
                                         ngx_http_lf_error_counters,
+                                        ngx_http_lf_status_counters,
                                         ngx_http_lf_batch_counters };
 
     g = yajl_gen_alloc(NULL);
@@ -283,7 +341,7 @@ ngx_http_lf_status_json(ngx_http_request_t *r,
                                    *(uint64_t *) ((u_char *) st + c->offset));
         }
 
-        for (k = 0; k < 4; k++) {
+        for (k = 0; k < sizeof(groups) / sizeof(groups[0]); k++) {
             gs |= ngx_http_lf_status_key(g, groups[k]);
             gs |= yajl_gen_map_open(g);
 
@@ -366,6 +424,8 @@ ngx_http_lf_status_prometheus(ngx_http_request_t *r,
         "bodies that were not an LLM API body",
         "nginx_langfuse_export_errors_total", "reason",
         "failed export attempts, by reason",
+        "nginx_langfuse_export_errors_by_status_total", "status",
+        "export attempts answered with an error, by HTTP status",
         "nginx_langfuse_batches_total", "state",
         "export requests, by outcome"
     };
@@ -373,6 +433,7 @@ ngx_http_lf_status_prometheus(ngx_http_request_t *r,
                                         ngx_http_lf_drop_counters,
                                         ngx_http_lf_parse_counters,
                                         ngx_http_lf_error_counters,
+                                        ngx_http_lf_status_counters,
                                         ngx_http_lf_batch_counters };
 
     p = b->last;
@@ -380,7 +441,7 @@ ngx_http_lf_status_prometheus(ngx_http_request_t *r,
 
     n = ngx_min(snap->ndests, NGX_HTTP_LF_MAX_DESTS);
 
-    for (k = 0; k < 5; k++) {
+    for (k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
         p = ngx_slprintf(p, last, "# HELP %s %s\n# TYPE %s counter\n",
                          metrics[3 * k], metrics[3 * k + 2], metrics[3 * k]);
 

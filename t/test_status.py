@@ -18,6 +18,10 @@ server {
 """
 
 
+STATUSES = {k: 0 for k in ("400", "401", "403", "404", "408", "413", "429",
+                           "500", "502", "503", "504", "other")}
+
+
 def send(ng, upstream):
     case = Case(body=openai_json(content="ok"))
     r = ng.post(PATH, REQ, case=upstream.add(case))
@@ -59,6 +63,7 @@ def test_status_counts_delivered_calls(nginx, upstream, sink):
                             "spool_full": 0, "spool_error": 0}
     assert doc["spool"] is None
     assert d["parse_errors"] == {"request": 0, "response": 0}
+    assert d["errors_by_status"] == STATUSES
     assert d["in_flight"] == 0
     assert abs(d["last_success"] - time.time()) < 10
     assert d["last_error"] is None
@@ -77,6 +82,7 @@ def test_status_shows_refusals_and_errors(nginx, upstream, sink):
     assert (d["captured"], d["sent"], d["rejected"]) == (1, 0, 1)
     assert d["errors"] == {"network": 0, "http_429": 0, "http_4xx": 1,
                            "http_5xx": 0}
+    assert d["errors_by_status"] == dict(STATUSES, **{"401": 1})
     assert d["batches"] == {"sent": 0, "failed": 1}
     assert d["last_error"]["message"] == (
         'status 401: {"message": "injected failure", "status": 401}')
@@ -103,3 +109,55 @@ def test_status_as_prometheus_text(nginx, upstream, sink):
     assert "nginx_langfuse_queue_events 0\n" in text
     for ln in text.splitlines():
         assert ln.startswith("#") or len(ln.split(" ")) == 2, ln
+
+
+def test_status_counts_failures_by_http_status(nginx, upstream, sink):
+    ng = nginx(CONF)
+    ng.allow_errors(r"failed: temporary failure, status (503|502|599)")
+    for code in (503, 502, 599):
+        sink.fail(code, count=1)
+        before = len(sink.requests())
+        send(ng, upstream)
+        sink.wait_for_requests(before + 2, timeout=5)   # failed, retried
+
+    time.sleep(0.3)
+    d = json.loads(status(ng).body)["destinations"][0]
+    assert d["errors_by_status"] == dict(STATUSES, **{"502": 1, "503": 1,
+                                                      "other": 1})
+    assert d["errors"]["http_5xx"] == 3
+    assert d["sent"] == 3
+
+    text = status(ng, "?format=prometheus").body.decode()
+    labels = ('endpoint="%s/api/public/otel/v1/traces",public_key="pk-lf-test"'
+              % sink.endpoint)
+    for code, n in (("503", 1), ("502", 1), ("other", 1), ("400", 0)):
+        assert ('nginx_langfuse_export_errors_by_status_total{%s,'
+                'status="%s"} %d\n' % (labels, code, n)) in text
+
+
+def test_status_page_holds_every_destination(nginx, upstream, sink):
+    """32 destinations (the most there can be) with long endpoints fit
+    on the page, in both formats."""
+    long_ep = sink.endpoint + "/" + "p" * 200
+    locs = "".join(
+        "location /d%d/ { langfuse_trace on; langfuse_endpoint %s;"
+        " langfuse_public_key pk-lf-%d-%s; langfuse_secret_key sk-lf-x;"
+        " proxy_pass @UP@/; }\n" % (i, long_ep, i, "k" * 100)
+        for i in range(32))
+    ng = nginx(CONF.replace("location / {", locs + "    location / {"))
+    ng.allow_errors(r"failed: refused, events dropped, status 404")
+    for i in range(32):
+        case = Case(body=openai_json(content="ok"))
+        r = ng.post("/d%d" % i + PATH, REQ, case=upstream.add(case))
+        assert r.status == 200
+
+    def dests():
+        return json.loads(status(ng).body)["destinations"]
+
+    deadline = time.monotonic() + 10
+    while len(dests()) < 32 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(dests()) == 32
+    text = status(ng, "?format=prometheus").body.decode()
+    assert text.count("nginx_langfuse_in_flight{") == 32
+    assert text.endswith("\n")
