@@ -220,10 +220,10 @@ ngx_http_lf_export_init_process(ngx_cycle_t *cycle)
     ngx_queue_init(&ex->waiting);
     ngx_queue_init(&ex->sockets);
 
-    code = curl_global_init(CURL_GLOBAL_DEFAULT);
+    code = ngx_http_lf_secret_curl_init();
     if (code != CURLE_OK) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
-                      "langfuse: curl_global_init() failed: %s",
+                      "langfuse: curl_global_init_mem() failed: %s",
                       curl_easy_strerror(code));
         return NGX_OK;
     }
@@ -2127,6 +2127,8 @@ static void
 ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch)
 {
+    struct curl_slist  *h;
+
     if (batch->spooled) {
         ex->replays--;
 
@@ -2157,6 +2159,11 @@ ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
 
     if (batch->easy) {
         curl_easy_cleanup(batch->easy);
+    }
+
+    /* the copy of the Authorization header is not left in the heap */
+    for (h = batch->headers; h; h = h->next) {
+        ngx_explicit_memzero(h->data, ngx_strlen(h->data));
     }
 
     curl_slist_free_all(batch->headers);

@@ -29,8 +29,6 @@ static ngx_http_lf_dest_t *ngx_http_lf_add_dest(ngx_conf_t *cf,
     ngx_http_lf_loc_conf_t *llcf);
 static char *ngx_http_lf_metadata(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_lf_secret_key_file(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
 static char *ngx_http_lf_dialect(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_lf_init(ngx_conf_t *cf);
@@ -70,9 +68,9 @@ static ngx_command_t  ngx_http_lf_commands[] = {
 
     { ngx_string("langfuse_secret_key"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_lf_secret_key,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_lf_loc_conf_t, secret_key),
+      0,
       NULL },
 
     { ngx_string("langfuse_secret_key_file"),
@@ -936,7 +934,7 @@ ngx_http_lf_add_dest(ngx_conf_t *cf, ngx_http_lf_loc_conf_t *llcf)
     len = sizeof("Authorization: Basic ") - 1
           + ngx_base64_encoded_length(plain.len);
 
-    dest->auth_header.data = ngx_pnalloc(cf->pool, len + 1);
+    dest->auth_header.data = ngx_http_lf_secret_alloc(cf, len + 1);
     if (dest->auth_header.data == NULL) {
         return NULL;
     }
@@ -997,103 +995,6 @@ ngx_http_lf_metadata(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
-}
-
-
-/*
- * The secret from a file that only the master reads at startup (mode
- * 0600, owner root), so that it stays out of nginx.conf.
- */
-
-static char *
-ngx_http_lf_secret_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_lf_loc_conf_t *llcf = conf;
-
-    u_char           *p;
-    size_t            size;
-    ssize_t           n;
-    ngx_str_t        *value, name;
-    ngx_file_t        file;
-    ngx_file_info_t   fi;
-
-    if (llcf->secret_key.data) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    name = value[1];
-
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-
-    file.name = name;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%s\" failed", name.data);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_fd_info_n " \"%s\" failed", name.data);
-        goto failed;
-    }
-
-    size = (size_t) ngx_file_size(&fi);
-
-    if (size == 0 || size > 4096) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\" holds no secret key (%uz bytes)",
-                           name.data, size);
-        goto failed;
-    }
-
-    p = ngx_pnalloc(cf->pool, size);
-    if (p == NULL) {
-        goto failed;
-    }
-
-    n = ngx_read_file(&file, p, size, 0);
-
-    if (n != (ssize_t) size) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_read_file_n " \"%s\" failed", name.data);
-        goto failed;
-    }
-
-    /* a trailing newline is not part of the key */
-    while (n && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' '
-                 || p[n - 1] == '\t'))
-    {
-        n--;
-    }
-
-    if (n == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\" holds no secret key", name.data);
-        goto failed;
-    }
-
-    llcf->secret_key.data = p;
-    llcf->secret_key.len = n;
-
-    ngx_close_file(file.fd);
-
-    return NGX_CONF_OK;
-
-failed:
-
-    ngx_close_file(file.fd);
-
-    return NGX_CONF_ERROR;
 }
 
 

@@ -226,6 +226,15 @@ ngx_http_lf_dest_t *ngx_http_lf_find_dest(ngx_http_lf_main_conf_t *lmcf,
     uint32_t id);
 int64_t ngx_http_lf_now_ms(void);
 
+/* secrets, in memory that core dumps leave out */
+u_char *ngx_http_lf_secret_alloc(ngx_conf_t *cf, size_t len);
+char *ngx_http_lf_secret_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_lf_secret_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* curl_global_init() with an allocator that wipes what it frees */
+int ngx_http_lf_secret_curl_init(void);
+
 /* capture */
 ngx_int_t ngx_http_lf_capture_init(ngx_conf_t *cf);
 

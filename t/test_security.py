@@ -5,6 +5,8 @@ import base64
 import os
 import time
 
+import pytest
+
 from upstream import Case, openai_json
 
 PATH = "/v1/chat/completions"
@@ -108,3 +110,81 @@ server {
             'secret key (status 401)' % sink2.endpoint) in log
     assert log.count("accept") == 2
     assert "sk-lf-test" not in log
+
+
+def dumpable_memory(pid):
+    """What a core dump of the process would hold: every readable mapping
+    without the "dd" (do not dump) flag, as /proc/PID/smaps tells."""
+    areas, flags = [], {}
+    with open("/proc/%d/smaps" % pid) as f:
+        current = None
+        for ln in f:
+            head = ln.split()[0]
+            if "-" in head and not head.endswith(":"):
+                start, end = (int(x, 16) for x in head.split("-"))
+                current = (start, end, ln.split()[1])
+                areas.append(current)
+            elif head == "VmFlags:":
+                flags[current] = ln.split()[1:]
+    out, kept_out = [], 0
+    with open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for area in areas:
+            start, end, perms = area
+            if "dd" in flags.get(area, []):
+                kept_out += 1
+                continue
+            if not perms.startswith("r"):
+                continue
+            try:
+                mem.seek(start)
+                out.append(mem.read(end - start))
+            except (OSError, ValueError):
+                pass            # [vvar] and the like
+    return b"".join(out), kept_out
+
+
+@pytest.mark.skipif(bool(os.environ.get("LF_MEMCHECK")),
+                    reason="a memory checker maps terabytes of shadow memory")
+def test_secret_key_stays_out_of_core_dumps(nginx, upstream, sink, tmp_path):
+    """A secret key from a file, and the Authorization headers made of
+    any key, are in no memory that a core dump of the master or a worker
+    would hold, also after exports.  (A key written in nginx.conf stays
+    in the text nginx read from the file: not the module's to wipe.)"""
+    key = tmp_path / "langfuse.key"
+    key.write_text("sk-lf-file-5e0a4d7c3b\n")
+    os.chmod(key, 0o600)
+    ng = nginx("""
+server {
+    listen 127.0.0.1:@PORT@;
+    location / {
+        langfuse_trace on; langfuse_endpoint @SINK@;
+        langfuse_public_key pk-lf-test; langfuse_secret_key sk-lf-inline;
+        add_header X-Trace-Id $langfuse_trace_id always;
+        proxy_pass @UP@;
+    }
+    location /file/ {
+        langfuse_trace on; langfuse_endpoint @SINK@;
+        langfuse_public_key pk-lf-other; langfuse_secret_key_file %s;
+        add_header X-Trace-Id $langfuse_trace_id always;
+        proxy_pass @UP@/;
+    }
+}
+""" % key, workers=1)
+    ids = [send(ng, upstream)]
+    r = ng.post("/file" + PATH, REQ, case=upstream.add(
+        Case(body=openai_json(content="ok"))))
+    ids.append(r.trace_id)
+    sink.assert_exactly_once(ids)
+    assert sorted(rec.auth for rec in sink.requests()) == [
+        ("pk-lf-other", "sk-lf-file-5e0a4d7c3b"),
+        ("pk-lf-test", "sk-lf-inline")]
+
+    secrets = [b"sk-lf-file-5e0a4d7c3b"] + [
+        base64.b64encode(pair) for pair in (
+            b"pk-lf-test:sk-lf-inline", b"pk-lf-other:sk-lf-file-5e0a4d7c3b")]
+    for pid in [ng.proc.pid] + ng.worker_pids():
+        memory, kept_out = dumpable_memory(pid)
+        # the file's key and two headers, each in pages of its own
+        assert kept_out >= 3, "no do-not-dump mapping in %d" % pid
+        for secret in secrets:
+            assert secret not in memory, (pid, secret)
