@@ -4,6 +4,7 @@ counts distinct trace ids at the sink against its guarantee."""
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -96,6 +97,75 @@ def test_error_storm_then_recovery_loses_nothing(nginx, upstream, sink):
     sink.fail(429, count=1)
     ids += [send(ng, upstream, "b%d" % i) for i in range(10)]
     sink.assert_exactly_once(ids, timeout=30)
+
+
+# Langfuse's bad whiles: how each begins and ends, and what the module
+# logs of it meanwhile (None: nothing)
+EXPORT_FAILED = (r"langfuse: export of \d+ event\(s\) to \"http://127\.0\.0"
+                 r"\.1:\d+/api/public/otel/v1/traces\" failed: ")
+
+
+def fail_with(status, retry_after=None):
+    def begin(s):
+        s.retry_after = retry_after
+        s.fail(status)
+    return begin
+
+
+def normal(s):
+    s.normal()
+
+
+BAD_WHILES = {
+    "status%d" % st: (fail_with(st), normal,
+                      r"temporary failure, status %d, " % st)
+    for st in (500, 502, 503, 504)}
+BAD_WHILES.update({
+    "down": (lambda s: s.down(), lambda s: s.up(),
+             r"Failed to connect to 127\.0\.0\.1 port \d+ after \d+ ms: "
+             r"Couldn't connect to server, status 0, "),
+    "hang": (lambda s: s.hang(), lambda s: s.release(),
+             r"Empty reply from server, status 0, "),
+    "reset": (lambda s: s.reset_connections(), normal,
+              r"Recv failure: Connection reset by peer, status 0, "),
+    "status429_retry_after_1": (fail_with(429, retry_after=1), normal,
+                                r"temporary failure, status 429, "),
+    "slow2s": (lambda s: s.delay(2.0), normal, None),
+})
+
+# seconds; short enough for Retry-After: 1, where a batch's six tries
+# (langfuse_retries 5) span five seconds
+BAD_WHILE = 3.0
+
+
+def send_during(ng, upstream, seconds, n=30):
+    """n traced calls evenly spread over `seconds`; their trace ids."""
+    t0 = time.monotonic()
+    ids = []
+    for i in range(n):
+        ids.append(send(ng, upstream, "while %d" % i))
+        time.sleep(max(0.0, t0 + (i + 1) * seconds / n - time.monotonic()))
+    return ids
+
+
+@pytest.mark.parametrize("fault", sorted(BAD_WHILES))
+def test_bad_while_then_back_loses_nothing(nginx, upstream, sink, fault):
+    """guarantee: Langfuse refusing connections, hanging, resetting them,
+    answering 5xx or 429 (Retry-After: 1), or answering slowly for a few
+    seconds, then coming back: every call passes, zero lost, zero
+    duplicated"""
+    begin, end, error = BAD_WHILES[fault]
+    ng = nginx(CONF, flush_interval="100ms")
+    if error:
+        ng.allow_errors(EXPORT_FAILED + error)
+    begin(sink)
+    ids = send_during(ng, upstream, BAD_WHILE)
+    end(sink)
+    sink.assert_exactly_once(ids, timeout=10)
+    if error:   # the fault did meet the exports
+        assert re.search(EXPORT_FAILED + error, ng.read_error_log())
+    else:
+        assert any(r.delayed for r in sink.requests())
 
 
 @pytest.mark.skipif(bool(os.environ.get("LF_MEMCHECK")),

@@ -312,6 +312,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                        struct.pack("ii", 1, 0))
+            # closed here: socketserver's shutdown(SHUT_WR) would send a
+            # FIN first
+            self.connection.close()
             return
         if fault is not None and fault[0] == "hang":
             rec.fault = "hang"
