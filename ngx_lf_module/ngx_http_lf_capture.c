@@ -187,6 +187,10 @@ ngx_http_lf_header_filter(ngx_http_request_t *r)
         ctx->decoding = 1;
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "langfuse capture of trace %s: \"%V\", encoding %d",
+                   ctx->trace_id, type, (int) encoding);
+
     /* the parser needs the bytes of file buffers too */
     r->filter_need_in_memory = 1;
 

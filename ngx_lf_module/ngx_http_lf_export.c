@@ -22,8 +22,6 @@
  */
 
 #define NGX_HTTP_LF_MAX_INFLIGHT        2
-#define NGX_HTTP_LF_CONNECT_TIMEOUT     5000
-#define NGX_HTTP_LF_TIMEOUT             15000
 #define NGX_HTTP_LF_RESPONSE_MAX        65536
 #define NGX_HTTP_LF_BACKOFF             1000
 #define NGX_HTTP_LF_BACKOFF_MAX         30000
@@ -279,6 +277,11 @@ ngx_http_lf_export_init_process(ngx_cycle_t *cycle)
         ngx_http_lf_probe(ex);
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, cycle->log, 0,
+                   "langfuse exporter of worker %ui: %ui destination(s), "
+                   "flush every %M ms", ngx_worker, lmcf->dests.nelts,
+                   lmcf->flush_interval);
+
     ngx_add_timer(&ex->flush, ngx_min(lmcf->flush_interval,
                                       NGX_HTTP_LF_TICK));
 
@@ -403,6 +406,12 @@ static void
 ngx_http_lf_batch_undelivered(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch)
 {
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ex->log, 0,
+                   "langfuse batch of %ui event(s) undelivered, %s",
+                   batch->count,
+                   batch->spooled ? "it stays in the spool"
+                   : ex->lmcf->spool ? "to the spool" : "dropped");
+
     if (batch->spooled == NULL) {
 
         if (ex->lmcf->spool) {
@@ -1078,8 +1087,8 @@ ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
                      "nginx-langfuse/" NGX_LF_VERSION);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long) NGX_HTTP_LF_CONNECT_TIMEOUT);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) NGX_HTTP_LF_TIMEOUT);
+                     (long) ex->lmcf->connect_timeout);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) ex->lmcf->timeout);
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER,
                      dest->ssl_verify ? 1L : 0L);
@@ -1518,6 +1527,11 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
     status = 0;
     curl_easy_getinfo(batch->easy, CURLINFO_RESPONSE_CODE, &status);
 
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ex->log, 0,
+                   "langfuse export of %ui event(s) ended: %s, status %l, "
+                   "attempt %ui", batch->count, curl_easy_strerror(code),
+                   status, batch->attempts);
+
     ngx_queue_remove(&batch->queue);
     batch->inflight = 0;
     ex->inflight--;
@@ -1554,10 +1568,6 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
     }
 
     if (status >= 200 && status <= 299) {
-        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ex->log, 0,
-                       "langfuse export done: %ui event(s), status %l",
-                       batch->count, status);
-
         if (status == 207) {
             ngx_http_lf_multi_status(ex, batch);
 
@@ -1982,6 +1992,11 @@ ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
         sent -= k;
         rejected += k;
     }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, ex->log, 0,
+                   "langfuse 207 answer: %ui call(s) taken, %ui rejected, "
+                   "%ui to go again, %ui lost", sent, rejected, again,
+                   failed);
 
     ngx_http_lf_stat(ex->lmcf, batch->dest->id, sent, sent);
     ngx_http_lf_stat(ex->lmcf, batch->dest->id, rejected, rejected);

@@ -178,6 +178,20 @@ static ngx_command_t  ngx_http_lf_commands[] = {
       offsetof(ngx_http_lf_main_conf_t, flush_interval),
       NULL },
 
+    { ngx_string("langfuse_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_lf_main_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("langfuse_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_lf_main_conf_t, timeout),
+      NULL },
+
     { ngx_string("langfuse_check_credentials"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -550,6 +564,8 @@ ngx_http_lf_create_main_conf(ngx_conf_t *cf)
     }
 
     lmcf->flush_interval = NGX_CONF_UNSET_MSEC;
+    lmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    lmcf->timeout = NGX_CONF_UNSET_MSEC;
     lmcf->check_credentials = NGX_CONF_UNSET;
     lmcf->batch_size = NGX_CONF_UNSET_UINT;
     lmcf->retries = NGX_CONF_UNSET_UINT;
@@ -566,6 +582,8 @@ ngx_http_lf_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_lf_main_conf_t *lmcf = conf;
 
     ngx_conf_init_msec_value(lmcf->flush_interval, 1000);
+    ngx_conf_init_msec_value(lmcf->connect_timeout, 5000);
+    ngx_conf_init_msec_value(lmcf->timeout, 15000);
     ngx_conf_init_value(lmcf->check_credentials, 0);
     ngx_conf_init_uint_value(lmcf->batch_size, 100);
     ngx_conf_init_uint_value(lmcf->retries, 5);
@@ -576,6 +594,18 @@ ngx_http_lf_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"langfuse_flush_interval\" must be positive");
         return NGX_CONF_ERROR;
+    }
+
+    if (lmcf->connect_timeout == 0 || lmcf->timeout == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"langfuse_%stimeout\" must be positive",
+                           lmcf->timeout ? "connect_" : "");
+        return NGX_CONF_ERROR;
+    }
+
+    if (lmcf->connect_timeout > lmcf->timeout) {
+        /* curl would give up at the total timeout anyway */
+        lmcf->connect_timeout = lmcf->timeout;
     }
 
     if (lmcf->batch_size == 0) {

@@ -147,6 +147,8 @@ typedef struct ngx_http_lf_spooled_s  ngx_http_lf_spooled_t;
 
 typedef struct {
     ngx_msec_t                  flush_interval;
+    ngx_msec_t                  connect_timeout;
+    ngx_msec_t                  timeout;        /* of a whole export */
     ngx_flag_t                  check_credentials;
     ngx_uint_t                  batch_size;
     ngx_uint_t                  retries;

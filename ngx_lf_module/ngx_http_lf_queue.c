@@ -143,6 +143,10 @@ ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
                           dropped, sh->bytes);
         }
 
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "langfuse queue full: event of %uz bytes dropped",
+                       len);
+
         return NGX_DECLINED;
     }
 

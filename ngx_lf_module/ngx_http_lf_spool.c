@@ -1378,6 +1378,9 @@ ngx_http_lf_spool_done(ngx_event_t *ev)
             return;
         }
 
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, sw->log, 0,
+                       "langfuse spool: nothing to replay");
+
         /* a file set aside is no reason to wait before the next */
         ngx_http_lf_export_replay_none(sp->bad != NULL);
         break;
@@ -1388,6 +1391,10 @@ ngx_http_lf_spool_done(ngx_event_t *ev)
             ngx_http_lf_spool_error(sp, 0);
         }
 
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, sw->log, 0,
+                       "langfuse spool: \"%s\" %s", sp->name,
+                       sp->delivered ? "delivered and removed"
+                                     : "waits for another replay");
         break;
     }
 

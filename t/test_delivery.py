@@ -6,6 +6,8 @@ import json
 import re
 import time
 
+import pytest
+
 from lfcheck import (CHAT_PATH, CHAT_REQ, INPUT, MODEL, OUTPUT, TRACED,
                      USAGE, assistant, jattr, send_chat, usage)
 from upstream import Case, openai_json
@@ -236,3 +238,70 @@ def test_ingestion_invalid_and_temporary_refusals_in_one_answer(
     d = json.loads(ng.request("/st").body)["destinations"][0]
     assert (d["sent"], d["rejected"], d["retried"]) == (1, 1, 0)
     assert [t["body"]["id"] for t in sink.traces()] == [ids[1]]
+
+
+def test_total_timeout_retries_a_slow_answer(nginx, upstream, sink):
+    """langfuse_timeout: an answer slower than it is given up and sent
+    again; the slow answer does not count as delivered."""
+    ng = nginx(CONF, flush_interval="100ms",
+               http_extra="langfuse_timeout 500ms; "
+                          "langfuse_connect_timeout 200ms;")
+    ng.allow_errors(r"failed: Operation timed out after 5\d\d milliseconds")
+    sink.delay(1.5, count=1, accept=False)
+
+    tid = send(ng, upstream, "slow")
+
+    sink.assert_exactly_once([tid], timeout=10)
+    # in the order they came (the slow one is recorded when answered)
+    tries = sorted(sink.wait_for_requests(2), key=lambda r: r.time)
+    assert [r.fault for r in tries] == ["delay", None]
+    assert tries[0].raw == tries[1].raw
+
+
+def test_timeouts_are_checked(nginx_conf):
+    for bad, msg in (
+            ("langfuse_timeout 0;", '"langfuse_timeout" must be positive'),
+            ("langfuse_connect_timeout 0;",
+             '"langfuse_connect_timeout" must be positive'),
+            ("langfuse_timeout soon;", '"langfuse_timeout" directive '
+                                       'invalid value')):
+        rc, out = nginx_conf(CONF, http_extra=bad).test_config()
+        assert rc != 0 and msg in out, (bad, out)
+
+
+def test_state_changes_are_in_the_debug_log(nginx, upstream, sink):
+    """Every step of a call's way to Langfuse has a debug line (nginx is
+    built --with-debug)."""
+    ng = nginx(CONF, workers=1, flush_interval="100ms",
+               main_extra="error_log @PREFIX@/debug.log debug;")
+    ng.allow_errors(r"failed: temporary failure, status 503")
+    sink.fail(503, count=1)
+
+    tid = send(ng, upstream, "traced")
+    sink.assert_exactly_once([tid], timeout=10)
+    ng.stop()
+
+    with open(ng.prefix + "/debug.log") as f:
+        log = f.read()
+    if "[debug]" not in log:
+        pytest.skip("nginx is not built --with-debug")
+    steps = [
+        r"langfuse exporter of worker 0: 1 destination\(s\), flush every "
+        r"100 ms",
+        r"langfuse capture of trace %s: \"application/json\", encoding 0"
+        % tid,
+        r"langfuse queued trace %s, rc 0" % tid,
+        r"langfuse flush, 0 in flight",
+        r"langfuse export of 1 event\(s\), \d+ bytes to \".*\", attempt 1",
+        r"langfuse export of 1 event\(s\) ended: No error, status 503, "
+        r"attempt 1",
+        r"langfuse retry of 1 event\(s\) in \d+ ms",
+        r"langfuse export of 1 event\(s\), \d+ bytes to \".*\", attempt 2",
+        r"langfuse export of 1 event\(s\) ended: No error, status 200, "
+        r"attempt 2",
+        r"langfuse last flush, 0 in flight"]
+    at = 0
+    for step in steps:
+        m = re.compile(step).search(log, at)
+        assert m, "no debug line %r after offset %d" % (step, at)
+        at = m.end()
