@@ -3,6 +3,7 @@ error log, and TLS verification is only off when asked, with a warning."""
 
 import base64
 import os
+import re
 import time
 
 import pytest
@@ -188,3 +189,42 @@ server {
         assert kept_out >= 3, "no do-not-dump mapping in %d" % pid
         for secret in secrets:
             assert secret not in memory, (pid, secret)
+
+
+UNREACHABLE = """
+server {
+    listen 127.0.0.1:@PORT@;
+    location / { langfuse_trace on; langfuse_endpoint %s;
+                 langfuse_public_key pk-lf-test; langfuse_secret_key sk-lf-x;
+                 add_header X-Trace-Id $langfuse_trace_id always;
+                 proxy_pass @UP@; }
+}
+"""
+
+
+def test_startup_needs_no_langfuse(nginx_conf, nginx, upstream):
+    """`nginx -t` checks the configuration without the network (a name
+    that cannot resolve passes), and the workers start and serve while
+    Langfuse refuses connections; the credential check says so once."""
+    rc, out = nginx_conf(UNREACHABLE % "http://langfuse.invalid",
+                         http_extra="langfuse_check_credentials on;"
+                         ).test_config()
+    assert rc == 0, out
+    assert "langfuse.invalid" not in out
+
+    ng = nginx(UNREACHABLE % "http://127.0.0.1:@PORT_CLOSED@",
+               http_extra="langfuse_check_credentials on;",
+               flush_interval="100ms")
+    ng.allow_errors(r"export of 1 event\(s\) to \"http://127\.0\.0\.1:\d+/"
+                    r"api/public/otel/v1/traces\" failed: Failed to connect")
+    assert send(ng, upstream)
+
+    deadline = time.time() + 5
+    log = ""
+    while time.time() < deadline and "credential check" not in log:
+        log = ng.read_error_log()
+        time.sleep(0.05)
+    assert log.count("credential check") == 1, log
+    assert re.search(r"\[warn\] .*langfuse: credential check of "
+                     r"\"http://127\.0\.0\.1:\d+\" failed: Failed to connect "
+                     r"to 127\.0\.0\.1 port \d+", log)
