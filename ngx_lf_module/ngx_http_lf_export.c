@@ -1556,7 +1556,9 @@ ngx_http_lf_batch_done(ngx_http_lf_exporter_t *ex,
                               ? offsetof(ngx_http_lf_stats_t, errors_http_429)
                               : status >= 500
                               ? offsetof(ngx_http_lf_stats_t, errors_http_5xx)
-                              : offsetof(ngx_http_lf_stats_t, errors_http_4xx),
+                              : status >= 400
+                              ? offsetof(ngx_http_lf_stats_t, errors_http_4xx)
+                              : offsetof(ngx_http_lf_stats_t, errors_http_3xx),
                               1);
         ngx_http_lf_stats_add(ex->lmcf, batch->dest->id,
                               ngx_http_lf_status_counter(status), 1);

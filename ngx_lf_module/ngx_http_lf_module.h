@@ -72,6 +72,7 @@ typedef struct {
     uint64_t                    parse_errors_response;
 
     uint64_t                    errors_network;
+    uint64_t                    errors_http_3xx;
     uint64_t                    errors_http_429;
     uint64_t                    errors_http_4xx;
     uint64_t                    errors_http_5xx;

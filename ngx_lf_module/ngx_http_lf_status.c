@@ -86,6 +86,7 @@ static ngx_http_lf_counter_t  ngx_http_lf_parse_counters[] = {
 
 static ngx_http_lf_counter_t  ngx_http_lf_error_counters[] = {
     ngx_http_lf_counter("network", "network", errors_network),
+    ngx_http_lf_counter("http_3xx", "http_3xx", errors_http_3xx),
     ngx_http_lf_counter("http_429", "http_429", errors_http_429),
     ngx_http_lf_counter("http_4xx", "http_4xx", errors_http_4xx),
     ngx_http_lf_counter("http_5xx", "http_5xx", errors_http_5xx),

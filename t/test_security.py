@@ -2,6 +2,7 @@
 error log, and TLS verification is only off when asked, with a warning."""
 
 import base64
+import json
 import os
 import re
 import time
@@ -110,6 +111,33 @@ server {
     assert ('"%s" does not accept the public key "pk-lf-test" with its '
             'secret key (status 401)' % sink2.endpoint) in log
     assert log.count("accept") == 2
+    assert "sk-lf-test" not in log
+
+
+@pytest.mark.parametrize("code", [301, 302, 307, 308])
+def test_redirect_is_not_followed(nginx, upstream, sink, sink2, code):
+    """An endpoint that redirects elsewhere gets no second request, and
+    the other host never sees the batch or the keys."""
+    ng = nginx(conf("langfuse_public_key pk-lf-test;\n"
+                    "        langfuse_secret_key sk-lf-test;").replace(
+        "    location / {", "    location = /langfuse { langfuse_status; }\n"
+        "    location / {"))
+    ng.allow_errors(r"failed: refused, events dropped, status %d" % code)
+    sink.redirect(code, sink2.endpoint)
+
+    send(ng, upstream)
+    sink.wait_for_requests(1)
+    time.sleep(0.5)
+
+    assert [(r.status, r.fault) for r in sink.requests()] == [
+        (code, "redirect")]
+    assert sink2.requests() == []
+    d = json.loads(ng.request("/langfuse").body)["destinations"][0]
+    assert (d["sent"], d["rejected"], d["retried"]) == (0, 1, 0)
+    assert d["errors"]["http_3xx"] == 1
+    assert d["errors_by_status"]["other"] == 1
+    log = ng.read_error_log()
+    assert log.count("status %d" % code) == 1
     assert "sk-lf-test" not in log
 
 

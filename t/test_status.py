@@ -80,8 +80,8 @@ def test_status_shows_refusals_and_errors(nginx, upstream, sink):
 
     d = json.loads(status(ng).body)["destinations"][0]
     assert (d["captured"], d["sent"], d["rejected"]) == (1, 0, 1)
-    assert d["errors"] == {"network": 0, "http_429": 0, "http_4xx": 1,
-                           "http_5xx": 0}
+    assert d["errors"] == {"network": 0, "http_3xx": 0, "http_429": 0,
+                           "http_4xx": 1, "http_5xx": 0}
     assert d["errors_by_status"] == dict(STATUSES, **{"401": 1})
     assert d["batches"] == {"sent": 0, "failed": 1}
     assert d["last_error"]["message"] == (

@@ -335,11 +335,16 @@ class _Handler(BaseHTTPRequestHandler):
 
         nspans = len(flatten_spans(rec.json)) if (
             owner.max_spans is not None and isinstance(rec.json, dict)) else 0
+        location = None
         if fault is not None and fault[0] == "fail":
             rec.fault = "fail"
             status = fault[1]
             body = owner.fail_body or json.dumps(
                 {"message": "injected failure", "status": status}).encode()
+        elif fault is not None and fault[0] == "redirect":
+            rec.fault = "redirect"
+            status, location = fault[1], fault[2] + self.path
+            body = b'{"message":"moved"}'
         elif (owner.max_spans is not None and nspans > owner.max_spans) or (
                 owner.max_bytes is not None and rec.body is not None and
                 len(rec.body) > owner.max_bytes):
@@ -378,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner._record(rec)
         if owner.printer is not None:
             owner.printer(rec)
-        self._answer(status, body)
+        self._answer(status, body, location)
 
     def _decode(self, rec):
         enc = (rec.header("Content-Encoding") or "").strip().lower()
@@ -420,14 +425,15 @@ class _Handler(BaseHTTPRequestHandler):
         if expected is not None and rec.auth != tuple(expected):
             rec.auth_error = "wrong keys %r" % (rec.auth,)
 
-    def _answer(self, status, body):
+    def _answer(self, status, body, location=None):
         if self.headers.get("Connection", "").lower() == "close":
             self.close_connection = True
         after = self.server.owner.retry_after
         head = ("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                "Content-Length: %d\r\n%s%s\r\n" % (
+                "Content-Length: %d\r\n%s%s%s\r\n" % (
                     status, self.responses.get(status, ("X",))[0],
                     len(body),
+                    "Location: %s\r\n" % location if location else "",
                     "Retry-After: %d\r\n" % after
                     if after is not None and status >= 400 else "",
                     "Connection: close\r\n" if self.close_connection else ""))
@@ -566,6 +572,10 @@ class Sink:
     def fail(self, status, count=None):
         """Answer `status` to the next `count` requests (None: always)."""
         self._set_fault(("fail", status), count)
+
+    def redirect(self, status, to, count=None):
+        """Answer `status` with a Location on the endpoint `to`."""
+        self._set_fault(("redirect", status, to.rstrip("/")), count)
 
     def hang(self, count=None):
         """Read requests and never answer them, until release()."""
