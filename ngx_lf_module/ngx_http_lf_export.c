@@ -99,7 +99,6 @@ typedef struct {
     ngx_event_t                 spool_wait; /* for the spool's threads */
     ngx_uint_t                  inflight;
     ngx_uint_t                  replays;    /* batches from the spool */
-    ngx_uint_t                  generation; /* of the configuration */
     ngx_queue_t                 batches;    /* in flight */
     ngx_queue_t                 waiting;    /* for a retry */
     ngx_queue_t                 sockets;    /* ngx_connection_t of curl */
@@ -131,8 +130,8 @@ static void ngx_http_lf_deadline_handler(ngx_event_t *ev);
 static void ngx_http_lf_exit_wait(ngx_http_lf_exporter_t *ex);
 static void ngx_http_lf_spool_wait_handler(ngx_event_t *ev);
 static u_char *ngx_http_lf_pop_batch(ngx_http_lf_exporter_t *ex,
-    uint32_t *blocked, ngx_uint_t nblocked, ngx_http_lf_dest_t **dest,
-    size_t *len, size_t **lens, ngx_uint_t *count);
+    ngx_http_lf_take_t *take, ngx_http_lf_dest_t **dest, size_t *len,
+    size_t **lens, ngx_uint_t *count);
 static void ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex);
 static void ngx_http_lf_spool_rest(ngx_http_lf_exporter_t *ex);
 static ngx_uint_t ngx_http_lf_waiting_dests(ngx_http_lf_exporter_t *ex,
@@ -263,7 +262,6 @@ ngx_http_lf_export_init_process(ngx_cycle_t *cycle)
     ex->spool_wait.log = cycle->log;
 
     ex->last_flush = ngx_current_msec;
-    ex->generation = lmcf->sh->generation;
 
     ngx_http_lf_worker_slot(lmcf, 1);
 
@@ -557,21 +555,21 @@ ngx_http_lf_spool_wait_handler(ngx_event_t *ev)
 
 /*
  * The oldest events of one destination, up to a batch, from the queue;
- * events of a destination that a reload removed are dropped on the way.
+ * events of a destination that reloads removed are dropped on the way.
  */
 
 static u_char *
-ngx_http_lf_pop_batch(ngx_http_lf_exporter_t *ex, uint32_t *blocked,
-    ngx_uint_t nblocked, ngx_http_lf_dest_t **dest, size_t *len,
-    size_t **lens, ngx_uint_t *count)
+ngx_http_lf_pop_batch(ngx_http_lf_exporter_t *ex, ngx_http_lf_take_t *take,
+    ngx_http_lf_dest_t **dest, size_t *len, size_t **lens,
+    ngx_uint_t *count)
 {
     u_char    *events;
     uint32_t   id;
 
     for ( ;; ) {
         events = ngx_http_lf_queue_pop(ex->lmcf, ex->lmcf->batch_size,
-                                       blocked, nblocked, &id, len, count,
-                                       lens, ex->log);
+                                       take, &id, len, count, lens,
+                                       ex->log);
         if (events == NULL) {
             return NULL;
         }
@@ -598,8 +596,8 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
 {
     u_char               *events;
     size_t                len, *lens;
-    uint32_t              blocked[NGX_HTTP_LF_MAX_DESTS];
-    ngx_uint_t            count, nblocked;
+    ngx_uint_t            count;
+    ngx_http_lf_take_t    take;
     ngx_http_lf_dest_t   *dest;
     ngx_http_lf_batch_t  *batch;
 
@@ -620,14 +618,23 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
         return;
     }
 
-    /* a destination with a batch waiting for a retry gets no new ones */
+    /*
+     * a destination with a batch waiting for a retry gets no new ones;
+     * when all wait, the queue is not even looked at
+     */
 
-    nblocked = ngx_http_lf_waiting_dests(ex, blocked);
+    take.nblocked = ngx_http_lf_waiting_dests(ex, take.blocked);
+
+    if (take.nblocked == ex->lmcf->dests.nelts) {
+        return;
+    }
+
+    ngx_http_lf_queue_take(ex->lmcf, &take);
 
     while (ex->inflight < NGX_HTTP_LF_MAX_INFLIGHT) {
 
-        events = ngx_http_lf_pop_batch(ex, blocked, nblocked, &dest, &len,
-                                       &lens, &count);
+        events = ngx_http_lf_pop_batch(ex, &take, &dest, &len, &lens,
+                                       &count);
         if (events == NULL) {
             return;
         }
@@ -645,12 +652,6 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
     }
 }
 
-
-/*
- * What the queue still holds goes to the spool when a leaving worker
- * is the queue's last owner: after a reload, the new workers, which
- * share it, send it.
- */
 
 static ngx_uint_t
 ngx_http_lf_waiting_dests(ngx_http_lf_exporter_t *ex, uint32_t *ids)
@@ -682,20 +683,16 @@ ngx_http_lf_waiting_dests(ngx_http_lf_exporter_t *ex, uint32_t *ids)
 }
 
 
+/*
+ * What the queue still holds goes to the spool when a leaving worker
+ * is the queue's last owner: after a reload, the new workers, which
+ * share it, send it.
+ */
+
 static void
 ngx_http_lf_spool_rest(ngx_http_lf_exporter_t *ex)
 {
-    ngx_uint_t  generation;
-
-    if (ex->lmcf->spool == NULL) {
-        return;
-    }
-
-    ngx_shmtx_lock(&ex->lmcf->shpool->mutex);
-    generation = ex->lmcf->sh->generation;
-    ngx_shmtx_unlock(&ex->lmcf->shpool->mutex);
-
-    if (generation == ex->generation) {
+    if (ex->lmcf->spool) {
         ngx_http_lf_spool_queue(ex, NGX_MAX_UINT32_VALUE);
     }
 }
@@ -728,9 +725,13 @@ ngx_http_lf_spool_queue(ngx_http_lf_exporter_t *ex, ngx_uint_t max)
     size_t               len, *lens;
     uint64_t             total;
     ngx_uint_t           count, n;
+    ngx_http_lf_take_t   take;
     ngx_http_lf_dest_t  *dest;
 
     total = 0;
+
+    take.nblocked = 0;
+    ngx_http_lf_queue_take(ex->lmcf, &take);
 
     for (n = 0; n < max; n++) {
 
@@ -741,7 +742,7 @@ ngx_http_lf_spool_queue(ngx_http_lf_exporter_t *ex, ngx_uint_t max)
             break;
         }
 
-        events = ngx_http_lf_pop_batch(ex, NULL, 0, &dest, &len, &lens,
+        events = ngx_http_lf_pop_batch(ex, &take, &dest, &len, &lens,
                                        &count);
         if (events == NULL) {
             break;

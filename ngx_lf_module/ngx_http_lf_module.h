@@ -98,6 +98,7 @@ typedef struct {
  */
 typedef struct {
     ngx_pid_t                   pid;
+    ngx_uint_t                  generation;     /* of its configuration */
     uint8_t                     in_flight[NGX_HTTP_LF_MAX_DESTS];
 } ngx_http_lf_worker_slot_t;
 
@@ -111,8 +112,15 @@ typedef struct {
     time_t                      drop_logged;
     uint64_t                    drop_reported;
 
-    /* one more at each configuration load: the workers it is for */
+    /*
+     * one more at each configuration load; "live" is the newest load
+     * whose workers have started: a worker of an older one leaves the
+     * queue to them (a reload that fails keeps the old workers live)
+     */
     ngx_uint_t                  generation;
+    ngx_uint_t                  live;
+    ngx_uint_t                  nlive_dests;
+    uint32_t                    live_dests[NGX_HTTP_LF_MAX_DESTS];
 
     /* free pages of the empty queue: how full it is */
     ngx_uint_t                  pages;
@@ -161,6 +169,7 @@ typedef struct {
     ngx_shm_zone_t             *shm_zone;
     ngx_http_lf_shctx_t        *sh;
     ngx_slab_pool_t            *shpool;
+    ngx_uint_t                  generation; /* this load's */
 } ngx_http_lf_main_conf_t;
 
 
@@ -246,9 +255,26 @@ ngx_int_t ngx_http_lf_queue_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_int_t ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf,
     uint32_t dest, const u_char *data, size_t len, ngx_log_t *log);
+/*
+ * Which queued events a worker may take: not those of its destinations
+ * that wait for a retry; after a reload, an old worker takes only those
+ * of destinations that the new configuration no longer has, and a new
+ * one takes events of destinations that it does not know (to drop them)
+ * only once no old worker is left.
+ */
+typedef struct {
+    uint32_t                    blocked[NGX_HTTP_LF_MAX_DESTS];
+    ngx_uint_t                  nblocked;
+    ngx_uint_t                  superseded;
+    ngx_uint_t                  strangers;
+} ngx_http_lf_take_t;
+
+/* fills in all but the blocked destinations */
+void ngx_http_lf_queue_take(ngx_http_lf_main_conf_t *lmcf,
+    ngx_http_lf_take_t *take);
 /* pops up to max events of one destination, joined with commas */
 u_char *ngx_http_lf_queue_pop(ngx_http_lf_main_conf_t *lmcf,
-    ngx_uint_t max, uint32_t *blocked, ngx_uint_t nblocked, uint32_t *dest,
+    ngx_uint_t max, ngx_http_lf_take_t *take, uint32_t *dest,
     size_t *len, ngx_uint_t *count, size_t **lens, ngx_log_t *log);
 ngx_uint_t ngx_http_lf_queue_count(ngx_http_lf_main_conf_t *lmcf);
 void ngx_http_lf_stats_add(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,

@@ -19,6 +19,10 @@
  */
 
 
+static ngx_uint_t ngx_http_lf_queue_takes(ngx_http_lf_main_conf_t *lmcf,
+    ngx_http_lf_take_t *take, uint32_t id);
+
+
 ngx_int_t
 ngx_http_lf_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
@@ -32,14 +36,14 @@ ngx_http_lf_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (olmcf) {
         /*
          * a reload: the queue and its events carry over to the new
-         * workers, and the old ones, which see the generation change,
-         * leave it to them when they quit
+         * workers, and the old ones, once the new ones have started,
+         * leave it to them
          */
         lmcf->sh = olmcf->sh;
         lmcf->shpool = olmcf->shpool;
 
         ngx_shmtx_lock(&lmcf->shpool->mutex);
-        lmcf->sh->generation++;
+        lmcf->generation = ++lmcf->sh->generation;
         ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
         return NGX_OK;
@@ -49,6 +53,7 @@ ngx_http_lf_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (shm_zone->shm.exists) {
         lmcf->sh = lmcf->shpool->data;
+        lmcf->generation = lmcf->sh->generation;
         return NGX_OK;
     }
 
@@ -166,29 +171,26 @@ ngx_http_lf_queue_push(ngx_http_lf_main_conf_t *lmcf, uint32_t dest,
 
 
 /*
- * Takes the oldest event of a destination that is not blocked (waiting
- * for a retry) and up to max - 1 more for the same destination, within
- * the batch byte limit, joined with commas into worker memory so that
- * the zone is freed before the export starts.  lens gets each event's
- * length, for splitting the batch later.
+ * Takes the oldest event that the worker may take and up to max - 1
+ * more for the same destination, within the batch byte limit, joined
+ * with commas into worker memory so that the zone is freed before the
+ * export starts.  lens gets each event's length, for splitting the
+ * batch later.
  */
 
 u_char *
 ngx_http_lf_queue_pop(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t max,
-    uint32_t *blocked, ngx_uint_t nblocked, uint32_t *dest, size_t *len,
+    ngx_http_lf_take_t *take, uint32_t *dest, size_t *len,
     ngx_uint_t *count, size_t **lens, ngx_log_t *log)
 {
     u_char               *buf, *p;
     size_t                total, *l;
-    ngx_uint_t            i, n, scanned, limit;
+    ngx_uint_t            n, scanned;
     ngx_queue_t          *q, *next;
     ngx_http_lf_qnode_t  *node, *first;
     ngx_http_lf_shctx_t  *sh;
 
     sh = lmcf->sh;
-
-    /* behind a blocked destination the whole queue may need a look */
-    limit = nblocked ? (ngx_uint_t) -1 : 4 * max;
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
 
@@ -197,26 +199,24 @@ ngx_http_lf_queue_pop(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t max,
     n = 0;
     scanned = 0;
 
+    /* a batch is gathered from at most 4 * max events past its first */
+
     for (q = ngx_queue_head(&sh->queue);
-         q != ngx_queue_sentinel(&sh->queue) && n < max && scanned < limit;
+         q != ngx_queue_sentinel(&sh->queue) && n < max
+         && scanned < 4 * max;
          q = ngx_queue_next(q))
     {
         node = ngx_queue_data(q, ngx_http_lf_qnode_t, queue);
-        scanned++;
 
         if (first == NULL) {
-            for (i = 0; i < nblocked; i++) {
-                if (blocked[i] == node->dest) {
-                    break;
-                }
-            }
-
-            if (i < nblocked) {
+            if (!ngx_http_lf_queue_takes(lmcf, take, node->dest)) {
                 continue;
             }
 
             first = node;
         }
+
+        scanned++;
 
         if (node->dest != first->dest) {
             continue;
@@ -289,6 +289,75 @@ ngx_http_lf_queue_pop(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t max,
     *len = p - buf;
 
     return buf;
+}
+
+
+/* with the zone locked */
+
+static ngx_uint_t
+ngx_http_lf_queue_takes(ngx_http_lf_main_conf_t *lmcf,
+    ngx_http_lf_take_t *take, uint32_t id)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < take->nblocked; i++) {
+        if (take->blocked[i] == id) {
+            return 0;
+        }
+    }
+
+    if (ngx_http_lf_find_dest(lmcf, id) == NULL) {
+        return take->strangers;
+    }
+
+    if (!take->superseded) {
+        return 1;
+    }
+
+    for (i = 0; i < lmcf->sh->nlive_dests; i++) {
+        if (lmcf->sh->live_dests[i] == id) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+void
+ngx_http_lf_queue_take(ngx_http_lf_main_conf_t *lmcf,
+    ngx_http_lf_take_t *take)
+{
+    ngx_pid_t             elders[NGX_HTTP_LF_MAX_WORKERS];
+    ngx_uint_t            i, n;
+    ngx_http_lf_shctx_t  *sh;
+
+    sh = lmcf->sh;
+    n = 0;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    take->superseded = sh->live != lmcf->generation;
+
+    for (i = 0; i < NGX_HTTP_LF_MAX_WORKERS; i++) {
+        if (sh->workers[i].pid
+            && sh->workers[i].generation < lmcf->generation)
+        {
+            elders[n++] = sh->workers[i].pid;
+        }
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    /* a killed worker leaves its slot behind */
+
+    for (i = 0; i < n; i++) {
+        if (!ngx_http_lf_process_gone(elders[i])) {
+            break;
+        }
+    }
+
+    take->strangers = !take->superseded && i == n;
 }
 
 
@@ -395,13 +464,15 @@ ngx_http_lf_process_gone(ngx_pid_t pid)
 
 /*
  * A worker takes a free slot, or the slot of a process that is gone,
- * at start, and gives it back at exit.
+ * at start, and gives it back at exit.  The first worker of a new
+ * configuration makes it the live one.
  */
 
 void
 ngx_http_lf_worker_slot(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t take)
 {
     ngx_uint_t                  i;
+    ngx_http_lf_dest_t         *dest;
     ngx_http_lf_shctx_t        *sh;
     ngx_http_lf_worker_slot_t  *slot;
 
@@ -425,8 +496,19 @@ ngx_http_lf_worker_slot(ngx_http_lf_main_conf_t *lmcf, ngx_uint_t take)
         if (slot->pid == 0 || ngx_http_lf_process_gone(slot->pid)) {
             ngx_memzero(slot, sizeof(ngx_http_lf_worker_slot_t));
             slot->pid = ngx_pid;
+            slot->generation = lmcf->generation;
             ngx_http_lf_slot = slot;
             break;
+        }
+    }
+
+    if (sh->live < lmcf->generation) {
+        sh->live = lmcf->generation;
+        sh->nlive_dests = lmcf->dests.nelts;
+        dest = lmcf->dests.elts;
+
+        for (i = 0; i < lmcf->dests.nelts; i++) {
+            sh->live_dests[i] = dest[i].id;
         }
     }
 

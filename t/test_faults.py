@@ -68,6 +68,40 @@ def test_reloads_under_load_lose_nothing(nginx, upstream, sink):
     sink.assert_exactly_once(load.ids, timeout=15)
 
 
+KEYED = """
+server {
+    listen 127.0.0.1:@PORT@;
+    location / {
+        langfuse_trace on;
+        langfuse_endpoint @SINK@;
+        langfuse_public_key %s;
+        langfuse_secret_key sk-lf-test;
+        add_header X-Trace-Id $langfuse_trace_id always;
+        proxy_pass @UP@;
+    }
+}
+"""
+
+
+def test_reloads_that_change_the_destination_lose_nothing(nginx, upstream,
+                                                          sink):
+    """guarantee: zero lost, zero duplicated, each call under the public
+    key of the configuration whose worker served it (the old workers
+    leave the queue, which holds the new destination's events, alone)"""
+    keys = ["pk-lf-a", "pk-lf-b"]
+    ng = nginx(KEYED % keys[0], flush_interval="200ms")
+    with Load(ng, upstream) as load:
+        for i in range(1, 6):
+            time.sleep(0.4)
+            ng.reload(KEYED % keys[i % 2])
+        time.sleep(0.4)
+    assert not load.errors, load.errors[:3]
+    assert len(load.ids) > 20
+    sink.assert_exactly_once(load.ids, timeout=15)
+    assert {r.auth[0] for r in sink.requests()} == set(keys)
+    assert "no longer configured" not in ng.read_error_log()
+
+
 def test_killed_worker_loses_at_most_its_batch(nginx, upstream, sink):
     """guarantee: at most the batch in flight (batch size 5) is lost"""
     ng = nginx(CONF, workers=1, flush_interval="100ms", batch_size=5)

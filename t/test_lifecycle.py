@@ -77,6 +77,20 @@ def test_reload_with_changed_destination(nginx, upstream, sink, sink2):
     assert [s["traceId"] for s in sink2.spans()] == [t2]
 
 
+def test_reload_sends_what_is_queued_for_a_removed_destination(
+        nginx, upstream, sink, sink2):
+    """the old workers, quitting, send the events of the destination the
+    reload removed; the new workers leave them alone"""
+    ng = nginx(CONF, flush_interval="30s")
+    t1 = [send(ng, upstream, "one %d" % i) for i in range(3)]
+    ng.reload(CONF_SINK2)
+    t2 = send(ng, upstream, "two")
+    assert_outputs(sink, [("one %d", t1)], 10)
+    assert ng.stop() is True
+    assert jattr(sink2.span_for(t2), OUTPUT) == assistant("two")
+    assert "no longer configured" not in ng.read_error_log()
+
+
 def test_shutdown_delivers_queued_spans_promptly(nginx, upstream, sink):
     # a long interval: the spans are surely still queued at SIGQUIT; they
     # must go out at exit, not when the next flush timer would have fired

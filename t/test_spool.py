@@ -176,6 +176,38 @@ def test_quit_with_langfuse_down_then_restart_loses_nothing(nginx, upstream,
     assert d["replayed"] == 40
 
 
+def test_quit_after_a_failed_reload_spools_the_queue(nginx, upstream, sink):
+    """guarantee: zero lost; a reload that fails (its listen socket is
+    taken) leaves the old workers owning the queue, so their quit still
+    spools it"""
+    sink.down()
+    ng = nginx(CONF, flush_interval="30s", batch_size=5,
+               http_extra=spool_conf(retries=5))
+    ng.allow_errors(r"failed: .*(retries exhausted|nginx is quitting), "
+                    r"events spooled", r"Couldn't connect to server")
+    ng.caused_alerts(r"bind\(\) to 127\.0\.0\.1:\d+ failed",
+                     r"still could not bind\(\)")
+    workers = set(ng.worker_pids())
+
+    ng.snippet = CONF + "server { listen 127.0.0.1:%d; }" % upstream.port
+    ng.conf = ng.render()
+    os.kill(ng.proc.pid, signal.SIGHUP)
+    wait(lambda: "still could not bind()" in ng.read_error_log(), 10,
+         "the reload to fail")
+    assert set(ng.worker_pids()) == workers
+
+    # more batches than a quitting worker sends before it spools the rest
+    ids = [send(ng, upstream, "kept %d" % i) for i in range(40)]
+    assert ng.stop() is True
+    assert sorted(spooled_trace_ids(ng)) == sorted(ids)
+
+    ng.snippet = CONF
+    ng.conf = ng.render()
+    sink.up()
+    ng.start()
+    sink.assert_exactly_once(ids, timeout=15)
+
+
 def test_fast_shutdown_spools_the_queue(nginx, upstream, sink):
     """guarantee: zero lost across `nginx -s stop` (SIGTERM), where the
     workers leave at once: they write the spool before they go"""
