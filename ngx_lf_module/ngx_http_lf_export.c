@@ -355,8 +355,11 @@ ngx_http_lf_pending_events(ngx_http_lf_exporter_t *ex, ngx_uint_t *batches)
              q = ngx_queue_next(q))
         {
             batch = ngx_queue_data(q, ngx_http_lf_batch_t, queue);
-            n += batch->count;
-            (*batches)++;
+
+            if (!batch->probe) {
+                n += batch->count;
+                (*batches)++;
+            }
         }
     }
 
@@ -374,14 +377,12 @@ ngx_http_lf_abandon(ngx_http_lf_exporter_t *ex, const char *when)
 
     events = ngx_http_lf_pending_events(ex, &batches);
 
-    if (batches == 0) {
-        return;
+    if (batches) {
+        ngx_log_error(NGX_LOG_WARN, ex->log, 0,
+                      "langfuse: %ui export(s) of %uL event(s) not "
+                      "delivered %s are %s", batches, events, when,
+                      ex->lmcf->spool ? "spooled" : "abandoned");
     }
-
-    ngx_log_error(NGX_LOG_WARN, ex->log, 0,
-                  "langfuse: %ui export(s) of %uL event(s) not delivered "
-                  "%s are %s", batches, events, when,
-                  ex->lmcf->spool ? "spooled" : "abandoned");
 
     while (!ngx_queue_empty(&ex->batches)
            || !ngx_queue_empty(&ex->waiting))
@@ -409,6 +410,13 @@ ngx_http_lf_batch_undelivered(ngx_http_lf_exporter_t *ex,
                    batch->count,
                    batch->spooled ? "it stays in the spool"
                    : ex->lmcf->spool ? "to the spool" : "dropped");
+
+    /* a credential check carries no events */
+
+    if (batch->probe) {
+        ngx_http_lf_batch_free(ex, batch);
+        return;
+    }
 
     if (batch->spooled == NULL) {
 
@@ -1627,12 +1635,12 @@ ngx_http_lf_batch_retry(ngx_http_lf_exporter_t *ex,
     quitting = ngx_exiting && ex->lmcf->spool;
 
     if (batch->attempts > ex->lmcf->retries || quitting) {
-        p = ngx_snprintf(text, sizeof(text) - 1, "%s, %s", reason,
-                         quitting ? "nginx is quitting" : "retries exhausted");
-        p = ngx_sprintf(p, ", %s%Z",
-                        batch->spooled ? "the batch stays in the spool"
-                        : ex->lmcf->spool ? "events spooled"
-                        : "events dropped");
+        p = ngx_snprintf(text, sizeof(text) - 1, "%s, %s, %s", reason,
+                         quitting ? "nginx is quitting" : "retries exhausted",
+                         batch->spooled ? "the batch stays in the spool"
+                         : ex->lmcf->spool ? "events spooled"
+                         : "events dropped");
+        *p = '\0';
 
         ngx_http_lf_log_failure(ex, batch, (char *) text, status);
 

@@ -21,9 +21,11 @@
  * spool, never a worker's event loop.  A file is written under a
  * temporary name, synced and then renamed, so that a crash leaves a
  * whole batch or none.  A worker that replays a file claims it by
- * renaming it with its pid; the file is removed once Langfuse takes the
- * batch and gets its name back when Langfuse does not.  The claim of a
- * worker that died is taken back at the next look.
+ * renaming it with its owner name, its pid and a random token; the file
+ * is removed once Langfuse takes the batch and gets its name back when
+ * Langfuse does not.  The claim of a worker that died is taken back at
+ * the next look, also by a new worker that got the same pid (one worker
+ * in a container after a restart).
  *
  * Names sort by age: "<ms>-<dest>-<pid>-<seq>-<events>.batch", the time
  * in 16 hex digits, the destination id in 8.  The first line of a file
@@ -38,6 +40,12 @@
 
 
 #define NGX_HTTP_LF_SPOOL_NAME          128
+#define NGX_HTTP_LF_SPOOL_TOKEN         8
+#define NGX_HTTP_LF_SPOOL_OWNER                                              \
+    (NGX_INT32_LEN + 1 + NGX_HTTP_LF_SPOOL_TOKEN + 1)
+/* the longest waiting name that still takes a claim's suffix */
+#define NGX_HTTP_LF_SPOOL_BASE_MAX                                           \
+    (NGX_HTTP_LF_SPOOL_NAME - sizeof("-claimed-") - NGX_HTTP_LF_SPOOL_OWNER)
 #define NGX_HTTP_LF_SPOOL_HEADER        1024
 #define NGX_HTTP_LF_SPOOL_STALE         3600
 #define NGX_HTTP_LF_SPOOL_DROPS         8
@@ -87,6 +95,7 @@ struct ngx_http_lf_spooled_s {
     ngx_http_lf_spool_op_e      op;
     ngx_http_lf_spool_conf_t   *conf;
     ngx_pid_t                   pid;
+    u_char                      owner[NGX_HTTP_LF_SPOOL_OWNER];
     time_t                      now;
 
     /* the batch written, or read back by a claim */
@@ -137,6 +146,7 @@ typedef struct {
     ngx_uint_t                  writing;
     ngx_uint_t                  sync;       /* no thread pool any more */
     ngx_uint_t                  seq;
+    u_char                      owner[NGX_HTTP_LF_SPOOL_OWNER];
 
     /* the rest of the last look's list, oldest first */
     ngx_http_lf_spool_entry_t  *candidates;
@@ -161,7 +171,7 @@ static void ngx_http_lf_spool_claim_file(ngx_http_lf_spooled_t *sp,
 static ngx_uint_t ngx_http_lf_spool_take(ngx_http_lf_spooled_t *sp,
     int dfd);
 static void ngx_http_lf_spool_claimed(u_char *buf, u_char *name,
-    ngx_pid_t pid);
+    u_char *owner);
 static void ngx_http_lf_spool_release_file(ngx_http_lf_spooled_t *sp,
     int dfd);
 static ngx_int_t ngx_http_lf_spool_scan(ngx_http_lf_spooled_t *sp,
@@ -172,7 +182,10 @@ static ngx_int_t ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp,
     int dfd, u_char *claimed);
 static ngx_http_lf_spool_kind_e ngx_http_lf_spool_kind(u_char *name,
     size_t len, uint32_t *dest, ngx_uint_t *count, ngx_pid_t *pid,
-    size_t *base);
+    size_t *base, u_char **owner);
+static u_char *ngx_http_lf_spool_owner(u_char *p, u_char *last,
+    ngx_pid_t *pid);
+static ngx_int_t ngx_http_lf_spool_hex(u_char *p, size_t n, uint64_t *v);
 static ngx_int_t ngx_http_lf_spool_write_all(int fd, u_char *p,
     size_t len);
 static int ngx_libc_cdecl ngx_http_lf_spool_cmp(const void *one,
@@ -191,6 +204,7 @@ void
 ngx_http_lf_spool_init_process(ngx_http_lf_main_conf_t *lmcf,
     ngx_log_t *log)
 {
+    u_char                       token[NGX_HTTP_LF_SPOOL_TOKEN + 1];
     ngx_err_t                    err;
     ngx_file_info_t              fi;
     ngx_http_lf_spool_worker_t  *sw;
@@ -200,6 +214,9 @@ ngx_http_lf_spool_init_process(ngx_http_lf_main_conf_t *lmcf,
     ngx_memzero(sw, sizeof(ngx_http_lf_spool_worker_t));
     sw->lmcf = lmcf;
     sw->log = log;
+
+    ngx_http_lf_random_hex(token, NGX_HTTP_LF_SPOOL_TOKEN);
+    ngx_sprintf(sw->owner, "%P.%s%Z", ngx_pid, token);
 
     /* a spool that cannot work is said at start, not at the first outage */
 
@@ -417,6 +434,8 @@ ngx_http_lf_spool_task(ngx_http_lf_main_conf_t *lmcf,
     sp->op = op;
     sp->conf = lmcf->spool;
     sp->pid = ngx_pid;
+    ngx_memcpy(sp->owner, ngx_http_lf_spool_worker.owner,
+               NGX_HTTP_LF_SPOOL_OWNER);
 
     return sp;
 }
@@ -561,7 +580,7 @@ ngx_http_lf_spool_write_file(ngx_http_lf_spooled_t *sp, int dfd)
         sp->events[off++] = '\n';
     }
 
-    ngx_sprintf(temp, ".tmp-%P-%ui%Z", sp->pid, sp->seq);
+    ngx_sprintf(temp, ".tmp-%s-%ui%Z", sp->owner, sp->seq);
 
     fd = openat(dfd, (char *) temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
                 0600);
@@ -761,7 +780,7 @@ ngx_http_lf_spool_claim_file(ngx_http_lf_spooled_t *sp, int dfd)
         return;
     }
 
-    ngx_http_lf_spool_claimed(claimed, sp->name, sp->pid);
+    ngx_http_lf_spool_claimed(claimed, sp->name, sp->owner);
 
     rc = ngx_http_lf_spool_load(sp, dfd, claimed);
 
@@ -808,7 +827,7 @@ ngx_http_lf_spool_take(ngx_http_lf_spooled_t *sp, int dfd)
             continue;
         }
 
-        ngx_http_lf_spool_claimed(claimed, e->name, sp->pid);
+        ngx_http_lf_spool_claimed(claimed, e->name, sp->owner);
 
         if (renameat(dfd, (char *) e->name, dfd, (char *) claimed) == -1) {
             /* replayed or dropped meanwhile */
@@ -836,12 +855,12 @@ ngx_http_lf_spool_take(ngx_http_lf_spooled_t *sp, int dfd)
 }
 
 
-/* the name of a file while the worker of that pid replays it */
+/* the name of a file while a worker replays it */
 
 static void
-ngx_http_lf_spool_claimed(u_char *buf, u_char *name, ngx_pid_t pid)
+ngx_http_lf_spool_claimed(u_char *buf, u_char *name, u_char *owner)
 {
-    ngx_snprintf(buf, NGX_HTTP_LF_SPOOL_NAME, "%s-claimed-%P%Z", name, pid);
+    ngx_sprintf(buf, "%s-claimed-%s%Z", name, owner);
 }
 
 
@@ -850,7 +869,7 @@ ngx_http_lf_spool_release_file(ngx_http_lf_spooled_t *sp, int dfd)
 {
     u_char  claimed[NGX_HTTP_LF_SPOOL_NAME];
 
-    ngx_http_lf_spool_claimed(claimed, sp->name, sp->pid);
+    ngx_http_lf_spool_claimed(claimed, sp->name, sp->owner);
 
     if (sp->delivered) {
         if (unlinkat(dfd, (char *) claimed, 0) == -1) {
@@ -880,12 +899,12 @@ ngx_http_lf_spool_scan(ngx_http_lf_spooled_t *sp, int dfd,
 {
     int                          fd;
     DIR                         *dir;
-    u_char                      *name;
+    u_char                      *name, *owner;
     u_char                       waiting[NGX_HTTP_LF_SPOOL_NAME];
-    size_t                       len, base;
+    size_t                       len, base, olen;
     uint32_t                     dest;
     ngx_pid_t                    pid;
-    ngx_uint_t                   count, size;
+    ngx_uint_t                   count, size, mine, gone;
     struct stat                  st;
     struct dirent               *de;
     ngx_http_lf_spool_kind_e     kind;
@@ -930,7 +949,8 @@ ngx_http_lf_spool_scan(ngx_http_lf_spooled_t *sp, int dfd,
         name = (u_char *) de->d_name;
         len = ngx_strlen(name);
 
-        kind = ngx_http_lf_spool_kind(name, len, &dest, &count, &pid, &base);
+        kind = ngx_http_lf_spool_kind(name, len, &dest, &count, &pid, &base,
+                                      &owner);
 
         if (kind == NGX_HTTP_LF_SPOOL_OTHER) {
             continue;
@@ -942,8 +962,24 @@ ngx_http_lf_spool_scan(ngx_http_lf_spooled_t *sp, int dfd,
             continue;
         }
 
+        /*
+         * a temporary file or a claim: this process's own, or one of a
+         * process that is gone, maybe one that had the same pid
+         */
+
+        mine = 0;
+        gone = 0;
+
+        if (owner) {
+            olen = ngx_strlen(sp->owner);
+            mine = ngx_strncmp(owner, sp->owner, olen) == 0
+                   && (owner[olen] == '\0' || owner[olen] == '-');
+            gone = !mine
+                   && (pid == sp->pid || ngx_http_lf_process_gone(pid));
+        }
+
         if (kind == NGX_HTTP_LF_SPOOL_TEMP) {
-            if (pid != sp->pid && ngx_http_lf_process_gone(pid)) {
+            if (gone) {
                 (void) unlinkat(dfd, (char *) name, 0);
             }
 
@@ -954,18 +990,14 @@ ngx_http_lf_spool_scan(ngx_http_lf_spooled_t *sp, int dfd,
             sp->files++;
             sp->bytes += st.st_size;
 
-            if (pid == sp->pid
-                || (!ngx_http_lf_process_gone(pid)
+            if (mine
+                || (!gone
                     && sp->now - st.st_ctime < NGX_HTTP_LF_SPOOL_STALE))
             {
                 continue;
             }
 
             /* its worker is gone: the file waits again under its name */
-
-            if (base >= NGX_HTTP_LF_SPOOL_NAME) {
-                continue;
-            }
 
             ngx_cpystrn(waiting, name, base + 1);
 
@@ -976,10 +1008,6 @@ ngx_http_lf_spool_scan(ngx_http_lf_spooled_t *sp, int dfd,
             sp->recovered++;
             sp->files--;
             sp->bytes -= st.st_size;
-        }
-
-        if (base >= NGX_HTTP_LF_SPOOL_NAME) {
-            continue;
         }
 
         if (*n == size) {
@@ -1039,7 +1067,8 @@ ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp, int dfd, u_char *claimed)
     u_char       *buf, *p, *end, *nl, *body;
     size_t        size, got, *lens;
     ssize_t       n;
-    ngx_int_t     dest, count;
+    uint64_t      dest;
+    ngx_int_t     count;
     ngx_uint_t    i;
     struct stat   st;
 
@@ -1118,7 +1147,9 @@ ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp, int dfd, u_char *claimed)
         goto bad;
     }
 
-    dest = ngx_hextoi(p, 8);
+    if (ngx_http_lf_spool_hex(p, 8, &dest) != NGX_OK) {
+        dest = (uint64_t) -1;
+    }
 
     for (p += 16, body = p; p < nl && *p >= '0' && *p <= '9'; p++) {
         /* void */
@@ -1126,7 +1157,7 @@ ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp, int dfd, u_char *claimed)
 
     count = ngx_atoi(body, p - body);
 
-    if (dest == NGX_ERROR || (uint32_t) dest != sp->dest
+    if (dest != sp->dest
         || count <= 0 || (size_t) count > size || (p < nl && *p != ' '))
     {
         sp->bad = "a header that does not match its name";
@@ -1188,17 +1219,19 @@ bad:
  * What a spool directory entry is, from its name alone:
  *
  *     <16 hex>-<8 hex>-<pid>-<seq>-<events>.batch       waits
- *     <the above>-claimed-<pid>                         being replayed
- *     .tmp-<pid>-<seq>                                  being written
+ *     <the above>-claimed-<owner>                       being replayed
+ *     .tmp-<owner>-<seq>                                being written
  *
- * "base" is the length of the waiting file's name.
+ * where the owner is "<pid>.<8 hex>".  "base" is the length of the
+ * waiting file's name, "owner" where the owner begins.
  */
 
 static ngx_http_lf_spool_kind_e
 ngx_http_lf_spool_kind(u_char *name, size_t len, uint32_t *dest,
-    ngx_uint_t *count, ngx_pid_t *pid, size_t *base)
+    ngx_uint_t *count, ngx_pid_t *pid, size_t *base, u_char **owner)
 {
     u_char     *p, *dot, *last;
+    uint64_t    v;
     ngx_int_t   n;
 
     last = name + len;
@@ -1207,26 +1240,23 @@ ngx_http_lf_spool_kind(u_char *name, size_t len, uint32_t *dest,
     *count = 0;
     *pid = 0;
     *base = 0;
+    *owner = NULL;
 
     if (len > 5 && ngx_strncmp(name, ".tmp-", 5) == 0) {
-        for (p = name + 5; p < last && *p >= '0' && *p <= '9'; p++) {
-            /* void */
-        }
+        p = ngx_http_lf_spool_owner(name + 5, last, pid);
 
-        n = ngx_atoi(name + 5, p - name - 5);
-
-        if (n <= 0 || p == last || *p != '-') {
+        if (p == NULL || p == last || *p != '-') {
             return NGX_HTTP_LF_SPOOL_OTHER;
         }
 
-        *pid = (ngx_pid_t) n;
+        *owner = name + 5;
         return NGX_HTTP_LF_SPOOL_TEMP;
     }
 
     if (len < 26 + sizeof("0-0-1.batch") - 1
-        || ngx_hextoi(name, 16) == NGX_ERROR
+        || ngx_http_lf_spool_hex(name, 16, &v) != NGX_OK
         || name[16] != '-'
-        || ngx_hextoi(name + 17, 8) == NGX_ERROR
+        || ngx_http_lf_spool_hex(name + 17, 8, &v) != NGX_OK
         || name[25] != '-')
     {
         return NGX_HTTP_LF_SPOOL_OTHER;
@@ -1245,11 +1275,13 @@ ngx_http_lf_spool_kind(u_char *name, size_t len, uint32_t *dest,
 
     n = ngx_atoi(p, dot - p);
 
-    if (n <= 0 || p[-1] != '-') {
+    if (n <= 0 || p[-1] != '-'
+        || (size_t) (dot + 6 - name) > NGX_HTTP_LF_SPOOL_BASE_MAX)
+    {
         return NGX_HTTP_LF_SPOOL_OTHER;
     }
 
-    *dest = (uint32_t) ngx_hextoi(name + 17, 8);
+    *dest = (uint32_t) v;
     *count = (ngx_uint_t) n;
     *base = dot + 6 - name;
 
@@ -1263,15 +1295,68 @@ ngx_http_lf_spool_kind(u_char *name, size_t len, uint32_t *dest,
         return NGX_HTTP_LF_SPOOL_OTHER;
     }
 
-    n = ngx_atoi(p + 9, last - p - 9);
-
-    if (n <= 0) {
+    if (ngx_http_lf_spool_owner(p + 9, last, pid) != last) {
         return NGX_HTTP_LF_SPOOL_OTHER;
+    }
+
+    *owner = p + 9;
+
+    return NGX_HTTP_LF_SPOOL_CLAIMED;
+}
+
+
+/* "<pid>.<token>": where it ends, or NULL */
+
+static u_char *
+ngx_http_lf_spool_owner(u_char *p, u_char *last, ngx_pid_t *pid)
+{
+    u_char     *start;
+    uint64_t    v;
+    ngx_int_t   n;
+
+    for (start = p; p < last && *p >= '0' && *p <= '9'; p++) {
+        /* void */
+    }
+
+    n = ngx_atoi(start, p - start);
+
+    if (n <= 0
+        || last - p < 1 + NGX_HTTP_LF_SPOOL_TOKEN
+        || *p != '.'
+        || ngx_http_lf_spool_hex(p + 1, NGX_HTTP_LF_SPOOL_TOKEN, &v)
+           != NGX_OK)
+    {
+        return NULL;
     }
 
     *pid = (ngx_pid_t) n;
 
-    return NGX_HTTP_LF_SPOOL_CLAIMED;
+    return p + 1 + NGX_HTTP_LF_SPOOL_TOKEN;
+}
+
+
+/* exactly n lowercase hex digits, at most 16: wider than an ngx_int_t */
+
+static ngx_int_t
+ngx_http_lf_spool_hex(u_char *p, size_t n, uint64_t *v)
+{
+    size_t  i;
+
+    *v = 0;
+
+    for (i = 0; i < n; i++) {
+        if (p[i] >= '0' && p[i] <= '9') {
+            *v = *v << 4 | (uint64_t) (p[i] - '0');
+
+        } else if (p[i] >= 'a' && p[i] <= 'f') {
+            *v = *v << 4 | (uint64_t) (p[i] - 'a' + 10);
+
+        } else {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

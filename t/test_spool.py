@@ -25,7 +25,7 @@ server {
 NAME_RE = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{8}-\d+-\d+-(\d+)\.batch$")
 # a batch, waiting or claimed by a worker replaying it
 ANY_RE = re.compile(r"^([0-9a-f]{16}-[0-9a-f]{8}-\d+-\d+-(\d+)\.batch)"
-                    r"(-claimed-\d+)?$")
+                    r"(-claimed-\d+\.[0-9a-f]{8})?$")
 
 send = send_chat
 
@@ -358,8 +358,8 @@ def test_left_overs_of_dead_workers_are_recovered(nginx, upstream, sink):
     d = spool_dir(ng)
     name = batch_files(ng)[0][0]
     os.rename(os.path.join(d, name),
-              os.path.join(d, "%s-claimed-%d" % (name, dead)))
-    with open(os.path.join(d, ".tmp-%d-7" % dead), "wb") as f:
+              os.path.join(d, "%s-claimed-%d.0123abcd" % (name, dead)))
+    with open(os.path.join(d, ".tmp-%d.0123abcd-7" % dead), "wb") as f:
         f.write(b"langfuse-spool/1 dest=")
     bogus = "0000000000000001-%s-1-1-1.batch" % name[17:25]
     with open(os.path.join(d, bogus), "wb") as f:
@@ -376,6 +376,37 @@ def test_left_overs_of_dead_workers_are_recovered(nginx, upstream, sink):
                                                         bogus), log)
     assert re.search(r"1 spooled batch\(es\) that exited workers were "
                      r"replaying wait again in", log)
+
+
+def test_claims_of_an_earlier_process_with_the_same_pid_are_recovered(
+        nginx, upstream, sink):
+    """A claim named with the pid of the running worker but not its token
+    was left by an earlier process that had the pid (a container's one
+    worker after a restart): it is replayed, and that process's temporary
+    file removed.  The claim of another live process stays."""
+    sink.down()
+    ng = nginx(CONF, workers=1, batch_size=1, http_extra=spool_conf())
+    ng.allow_errors(r"failed: .*retries exhausted, events spooled",
+                    r"failed: .*the batch stays in the spool")
+    ids = [send(ng, upstream, "kept %d" % i) for i in range(2)]
+    wait(lambda: len(batch_files(ng)) == 2, 10, "two spooled batches")
+    (ours, _), (theirs, _) = batch_files(ng)
+    worker, = ng.worker_pids()
+    d = spool_dir(ng)
+    reused = "%s-claimed-%d.0badc0de" % (ours, worker)
+    alive = "%s-claimed-%d.0123abcd" % (theirs, os.getpid())
+    os.rename(os.path.join(d, ours), os.path.join(d, reused))
+    os.rename(os.path.join(d, theirs), os.path.join(d, alive))
+    temp = ".tmp-%d.0badc0de-3" % worker
+    with open(os.path.join(d, temp), "wb") as f:
+        f.write(b"langfuse-spool/1 dest=")
+
+    sink.up()
+    sink.assert_exactly_once(ids[:1], timeout=15)
+    wait(lambda: sorted(os.listdir(d)) == [".lock", alive], 10,
+         "the spool cleaned up: %r" % os.listdir(d))
+    time.sleep(0.5)
+    assert ids[1] not in [s["traceId"] for s in sink.spans()]
 
 
 def test_spool_directive_is_checked(nginx_conf):
