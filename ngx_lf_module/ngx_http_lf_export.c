@@ -35,6 +35,29 @@
 #define NGX_HTTP_LF_SHRINK_MIN          4096
 
 
+/* an event the 207 answer refused: its id, then 't'emporary or 'f'inal */
+#define NGX_HTTP_LF_REFUSED_LEN         (NGX_LF_EVENT_ID_LEN + 1)
+
+
+/* a 207 answer, read as it arrives: its size does not matter */
+typedef struct {
+    ngx_lf_json_t               json;
+    ngx_uint_t                  errors;
+    ngx_uint_t                  invalid;
+    ngx_lf_buf_t                refused;
+
+    /* the reason of the first final and of the first temporary one */
+    ngx_lf_buf_t                final;
+    ngx_lf_buf_t                temporary;
+
+    /* the error being read */
+    u_char                      id[NGX_LF_EVENT_ID_LEN];
+    size_t                      id_len;
+    int64_t                     status;
+    ngx_lf_buf_t                message;
+} ngx_http_lf_multi_status_t;
+
+
 /*
  * A batch lives in worker memory from the queue's pop until Langfuse
  * takes it or it is given up: in flight, or waiting for a retry with
@@ -58,7 +81,8 @@ typedef struct {
 
     CURL                       *easy;
     struct curl_slist          *headers;
-    ngx_lf_buf_t                response;
+    ngx_lf_buf_t                response;   /* its start, for logs */
+    ngx_http_lf_multi_status_t *ms;
     char                        error[CURL_ERROR_SIZE];
 
     unsigned                    inflight:1;
@@ -66,27 +90,6 @@ typedef struct {
     unsigned                    probe:1;    /* the credential check */
     unsigned                    taken:1;    /* Langfuse is done with it */
 } ngx_http_lf_batch_t;
-
-
-/* an event the 207 answer refused: its id, then 't'emporary or 'f'inal */
-#define NGX_HTTP_LF_REFUSED_LEN         (NGX_LF_EVENT_ID_LEN + 1)
-
-
-typedef struct {
-    ngx_uint_t                  errors;
-    ngx_uint_t                  invalid;
-    ngx_lf_buf_t                refused;
-
-    /* the reason of the first final and of the first temporary one */
-    ngx_lf_buf_t                final;
-    ngx_lf_buf_t                temporary;
-
-    /* the error being read */
-    u_char                      id[NGX_LF_EVENT_ID_LEN];
-    size_t                      id_len;
-    int64_t                     status;
-    ngx_lf_buf_t                message;
-} ngx_http_lf_multi_status_t;
 
 
 typedef struct {
@@ -160,6 +163,9 @@ static ngx_int_t ngx_http_lf_batch_shrink(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch);
 static void ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch);
+static ngx_http_lf_multi_status_t *ngx_http_lf_multi_status_start(
+    ngx_uint_t count, ngx_log_t *log);
+static void ngx_http_lf_multi_status_free(ngx_http_lf_multi_status_t *ms);
 static int ngx_libc_cdecl ngx_http_lf_refused_cmp(const void *one,
     const void *two);
 static int ngx_http_lf_multi_status_value(ngx_lf_json_t *j,
@@ -1051,6 +1057,11 @@ ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
     batch->error[0] = '\0';
     batch->attempts++;
 
+    if (batch->ms) {
+        ngx_http_lf_multi_status_free(batch->ms);
+        batch->ms = NULL;
+    }
+
     easy = curl_easy_init();
     if (easy == NULL) {
         ngx_log_error(NGX_LOG_ALERT, ex->log, 0,
@@ -1878,35 +1889,29 @@ ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
     ngx_uint_t                   k, nrefused, matched, events, sent;
     ngx_uint_t                   rejected, failed, again, final, temporary;
     ngx_lf_buf_t                 retry;
-    ngx_lf_json_t                j;
     ngx_lf_envelope_t            env[2];
     ngx_http_lf_batch_t         *part;
-    ngx_http_lf_multi_status_t   ms;
+    ngx_http_lf_multi_status_t  *ms;
 
-    ngx_memzero(&ms, sizeof(ngx_http_lf_multi_status_t));
-    ngx_lf_buf_init(&ms.message, 512);
-    ngx_lf_buf_init(&ms.final, 512);
-    ngx_lf_buf_init(&ms.temporary, 512);
+    /* an empty answer: no errors */
 
-    /* whatever the answer says, two records per call at most */
-    ngx_lf_buf_init(&ms.refused,
-                    2 * batch->count * NGX_HTTP_LF_REFUSED_LEN);
-
-    if (ngx_lf_json_init(&j, ngx_http_lf_multi_status_value, &ms, 0) == 0) {
-        (void) ngx_lf_json_feed(&j, batch->response.data,
-                                batch->response.len);
-        (void) ngx_lf_json_finish(&j);
+    if (batch->ms == NULL) {
+        ngx_http_lf_stat(ex->lmcf, batch->dest->id, sent, batch->count);
+        return;
     }
 
-    ngx_lf_json_free(&j);
+    ms = batch->ms;
+    batch->ms = NULL;
 
-    if (ms.errors == 0) {
+    (void) ngx_lf_json_finish(&ms->json);
+
+    if (ms->errors == 0) {
         ngx_http_lf_stat(ex->lmcf, batch->dest->id, sent, batch->count);
         goto done;
     }
 
-    refused = ms.refused.data;
-    nrefused = ms.refused.len / NGX_HTTP_LF_REFUSED_LEN;
+    refused = ms->refused.data;
+    nrefused = ms->refused.len / NGX_HTTP_LF_REFUSED_LEN;
 
     if (nrefused > 1) {
         ngx_qsort(refused, nrefused, NGX_HTTP_LF_REFUSED_LEN,
@@ -1998,8 +2003,8 @@ ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
 
     /* refusals of no event in this batch: as many calls, at most */
 
-    if (ms.errors > matched) {
-        k = ngx_min(ms.errors - matched, sent);
+    if (ms->errors > matched) {
+        k = ngx_min(ms->errors - matched, sent);
         sent -= k;
         rejected += k;
     }
@@ -2013,8 +2018,8 @@ ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_stat(ex->lmcf, batch->dest->id, rejected, rejected);
     ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, failed);
 
-    if (ms.invalid) {
-        ngx_http_lf_log_refusal(ex, batch, ms.invalid, events, &ms.final);
+    if (ms->invalid) {
+        ngx_http_lf_log_refusal(ex, batch, ms->invalid, events, &ms->final);
     }
 
     if (again == 0) {
@@ -2036,18 +2041,56 @@ ngx_http_lf_multi_status(ngx_http_lf_exporter_t *ex,
     }
 
     part->attempts = batch->attempts;
-    (void) ngx_lf_buf_set(&part->response, ms.temporary.data,
-                          ms.temporary.len);
+    (void) ngx_lf_buf_set(&part->response, ms->temporary.data,
+                          ms->temporary.len);
 
     ngx_http_lf_batch_retry(ex, part, "temporary failure of some events",
                             207);
 
 done:
 
-    ngx_lf_buf_free(&ms.message);
-    ngx_lf_buf_free(&ms.final);
-    ngx_lf_buf_free(&ms.temporary);
-    ngx_lf_buf_free(&ms.refused);
+    ngx_http_lf_multi_status_free(ms);
+}
+
+
+static ngx_http_lf_multi_status_t *
+ngx_http_lf_multi_status_start(ngx_uint_t count, ngx_log_t *log)
+{
+    ngx_http_lf_multi_status_t  *ms;
+
+    ms = ngx_calloc(sizeof(ngx_http_lf_multi_status_t), log);
+    if (ms == NULL) {
+        return NULL;
+    }
+
+    ngx_lf_buf_init(&ms->message, 512);
+    ngx_lf_buf_init(&ms->final, 512);
+    ngx_lf_buf_init(&ms->temporary, 512);
+
+    /* whatever the answer says, two records per call at most */
+    ngx_lf_buf_init(&ms->refused, 2 * count * NGX_HTTP_LF_REFUSED_LEN);
+
+    if (ngx_lf_json_init(&ms->json, ngx_http_lf_multi_status_value, ms,
+                         NGX_HTTP_LF_RESPONSE_MAX)
+        != 0)
+    {
+        ngx_free(ms);
+        return NULL;
+    }
+
+    return ms;
+}
+
+
+static void
+ngx_http_lf_multi_status_free(ngx_http_lf_multi_status_t *ms)
+{
+    ngx_lf_json_free(&ms->json);
+    ngx_lf_buf_free(&ms->message);
+    ngx_lf_buf_free(&ms->final);
+    ngx_lf_buf_free(&ms->temporary);
+    ngx_lf_buf_free(&ms->refused);
+    ngx_free(ms);
 }
 
 
@@ -2195,6 +2238,10 @@ ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
     curl_slist_free_all(batch->headers);
     ngx_lf_buf_free(&batch->response);
 
+    if (batch->ms) {
+        ngx_http_lf_multi_status_free(batch->ms);
+    }
+
     if (batch->body) {
         ngx_free(batch->body);
     }
@@ -2216,8 +2263,29 @@ ngx_http_lf_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     ngx_http_lf_batch_t  *batch = userdata;
 
+    long  status;
+
     (void) ngx_lf_buf_append(&batch->response, (u_char *) ptr,
                              size * nmemb);
+
+    /* a 207 answer says which events failed, however long it is */
+
+    if (batch->ms == NULL && !batch->probe) {
+        status = 0;
+        (void) curl_easy_getinfo(batch->easy, CURLINFO_RESPONSE_CODE,
+                                 &status);
+
+        if (status == 207) {
+            batch->ms = ngx_http_lf_multi_status_start(
+                                          batch->count,
+                                          ngx_http_lf_exporter.log);
+        }
+    }
+
+    if (batch->ms) {
+        (void) ngx_lf_json_feed(&batch->ms->json, (u_char *) ptr,
+                                size * nmemb);
+    }
 
     return size * nmemb;
 }

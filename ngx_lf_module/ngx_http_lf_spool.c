@@ -396,10 +396,17 @@ ngx_http_lf_spool_claim(ngx_http_lf_main_conf_t *lmcf, uint32_t *dests,
 void
 ngx_http_lf_spool_release(ngx_http_lf_spooled_t *sp, ngx_uint_t delivered)
 {
+    /* the claim's look at the directory is old news by now */
+
     sp->op = NGX_HTTP_LF_SPOOL_RELEASE;
     sp->delivered = delivered;
     sp->err = 0;
     sp->failed = NULL;
+    sp->bad = NULL;
+    sp->found = 0;
+    sp->scanned = 0;
+    sp->recovered = 0;
+    sp->orphans = 0;
 
     if (ngx_http_lf_spool_post(sp) != NGX_OK) {
         /* the claim stays until this worker is gone, then is taken back */
@@ -1577,8 +1584,6 @@ ngx_http_lf_spool_totals(ngx_http_lf_spooled_t *sp)
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
 }
 
-
-/* at most one line a second: a broken disk fails every batch */
 
 /*
  * Rate-limited by operation, with the count of lines left out: a broken

@@ -214,6 +214,34 @@ def test_ingestion_temporary_refusals_go_again_alone(nginx, upstream, sink):
     assert (d["sent"], d["rejected"], d["retried"]) == (2, 0, 2)
 
 
+def test_ingestion_refusals_after_a_long_answer_go_again(nginx, upstream,
+                                                          sink):
+    """A 207 answer of any length is read whole: the refusals at the end
+    of a 400 KB answer are found, and their events go again."""
+    conf = CONF.replace("@LF@", "@LF@ langfuse_protocol ingestion;").replace(
+        "location / {", "location = /st { langfuse_status; }\n"
+                        "    location / {")
+    ng = nginx(conf, workers=1, flush_interval="30s", batch_size=20)
+    ng.allow_errors(r"failed: temporary failure of some events, status 207")
+    sink.ingestion_errors = ("generation-create",)
+    sink.ingestion_error_status = 503
+    sink.ingestion_error_requests = 1
+    sink.ingestion_padding = 20000
+
+    ids = [send(ng, upstream, "long %d" % i) for i in range(20)]
+    sink.wait_for_requests(2, timeout=5)
+    time.sleep(0.5)
+
+    first, second = sink.requests()
+    assert len(first.json["batch"]) == 40
+    assert [e["type"] for e in second.json["batch"]] == \
+        ["generation-create"] * 20
+    assert sorted(g["body"]["traceId"] for g in sink.generations()) == \
+        sorted(ids)
+    d = json.loads(ng.request("/st").body)["destinations"][0]
+    assert (d["sent"], d["rejected"], d["retried"]) == (20, 0, 20)
+
+
 def test_ingestion_invalid_and_temporary_refusals_in_one_answer(
         nginx, upstream, sink):
     """A call with an event refused as invalid is rejected whole; the

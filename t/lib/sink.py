@@ -366,8 +366,11 @@ class _Handler(BaseHTTPRequestHandler):
                 events = [e for e in batch if isinstance(e, dict)]
                 bad = owner._take_ingestion_errors(events)
                 failing = owner.ingestion_error_status
+                pad = {"detail": "x" * owner.ingestion_padding} \
+                    if owner.ingestion_padding else {}
                 body = json.dumps({
-                    "successes": [{"id": e.get("id"), "status": 201}
+                    "successes": [dict({"id": e.get("id"), "status": 201},
+                                       **pad)
                                   for e in events if e not in bad],
                     "errors": [{"id": e.get("id"), "status": failing,
                                 "message": "Invalid request data"
@@ -471,6 +474,7 @@ class Sink:
         self.ingestion_errors = 0
         self.ingestion_error_status = 400
         self.ingestion_error_requests = None
+        self.ingestion_padding = 0   # bytes of detail in each success
         self.fail_body = None       # the answer to injected failures
         self.httpd = None
 
@@ -607,6 +611,7 @@ class Sink:
         self.ingestion_errors = 0
         self.ingestion_error_status = 400
         self.ingestion_error_requests = None
+        self.ingestion_padding = 0   # bytes of detail in each success
         self.fail_body = None
         self._released.set()
 
