@@ -152,6 +152,8 @@ static ngx_http_lf_batch_t *ngx_http_lf_batch_create(
 static ngx_int_t ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch);
 static void ngx_http_lf_retry_handler(ngx_event_t *ev);
+static struct curl_slist *ngx_http_lf_headers(ngx_http_lf_dest_t *dest);
+static void ngx_http_lf_headers_free(struct curl_slist *list);
 static void ngx_http_lf_probe(ngx_http_lf_exporter_t *ex);
 static void ngx_http_lf_probe_done(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch, CURLcode code);
@@ -655,13 +657,14 @@ ngx_http_lf_send_batches(ngx_http_lf_exporter_t *ex)
 
         batch = ngx_http_lf_batch_create(ex, dest, events, len, lens, count);
 
-        if (batch == NULL || ngx_http_lf_batch_start(ex, batch) != NGX_OK) {
+        if (batch == NULL) {
             ngx_http_lf_stat(ex->lmcf, dest->id, failed, count);
             ngx_http_lf_stat(ex->lmcf, dest->id, batches_failed, 1);
+            continue;
+        }
 
-            if (batch) {
-                ngx_http_lf_batch_free(ex, batch);
-            }
+        if (ngx_http_lf_batch_start(ex, batch) != NGX_OK) {
+            ngx_http_lf_batch_undelivered(ex, batch);
         }
     }
 }
@@ -1072,18 +1075,7 @@ ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
     batch->easy = easy;
 
     if (batch->headers == NULL) {
-        batch->headers = curl_slist_append(batch->headers,
-                                         "Content-Type: application/json");
-        batch->headers = curl_slist_append(batch->headers,
-                                           "Content-Encoding: gzip");
-        batch->headers = curl_slist_append(batch->headers,
-                                         (char *) dest->auth_header.data);
-        batch->headers = curl_slist_append(batch->headers, "Expect:");
-
-        if (dest->protocol == NGX_LF_PROTO_OTLP) {
-            batch->headers = curl_slist_append(batch->headers,
-                                        "x-langfuse-ingestion-version: 4");
-        }
+        batch->headers = ngx_http_lf_headers(dest);
 
         if (batch->headers == NULL) {
             return NGX_ERROR;
@@ -1154,6 +1146,58 @@ ngx_http_lf_batch_start(ngx_http_lf_exporter_t *ex,
                    batch->attempts);
 
     return NGX_OK;
+}
+
+
+/* the request headers of a destination, or NULL */
+
+static struct curl_slist *
+ngx_http_lf_headers(ngx_http_lf_dest_t *dest)
+{
+    ngx_uint_t          i, n;
+    const char         *header[5];
+    struct curl_slist  *list, *next;
+
+    n = 0;
+    header[n++] = "Content-Type: application/json";
+    header[n++] = "Content-Encoding: gzip";
+    header[n++] = (char *) dest->auth_header.data;
+    header[n++] = "Expect:";
+
+    if (dest->protocol == NGX_LF_PROTO_OTLP) {
+        header[n++] = "x-langfuse-ingestion-version: 4";
+    }
+
+    list = NULL;
+
+    for (i = 0; i < n; i++) {
+        /* on failure curl_slist_append() leaves the list as it was */
+        next = curl_slist_append(list, header[i]);
+
+        if (next == NULL) {
+            ngx_http_lf_headers_free(list);
+            return NULL;
+        }
+
+        list = next;
+    }
+
+    return list;
+}
+
+
+/* the copy of the Authorization header is not left in the heap */
+
+static void
+ngx_http_lf_headers_free(struct curl_slist *list)
+{
+    struct curl_slist  *h;
+
+    for (h = list; h; h = h->next) {
+        ngx_explicit_memzero(h->data, ngx_strlen(h->data));
+    }
+
+    curl_slist_free_all(list);
 }
 
 
@@ -1750,13 +1794,12 @@ ngx_http_lf_batch_split(ngx_http_lf_exporter_t *ex,
             lens = NULL;
         }
 
-        if (part == NULL || ngx_http_lf_batch_start(ex, part) != NGX_OK) {
+        if (part == NULL) {
             ngx_http_lf_stat(ex->lmcf, batch->dest->id, failed, count[i]);
             ngx_http_lf_stat(ex->lmcf, batch->dest->id, batches_failed, 1);
 
-            if (part) {
-                ngx_http_lf_batch_free(ex, part);
-            }
+        } else if (ngx_http_lf_batch_start(ex, part) != NGX_OK) {
+            ngx_http_lf_batch_undelivered(ex, part);
         }
 
         if (copy) {
@@ -2196,8 +2239,6 @@ static void
 ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
     ngx_http_lf_batch_t *batch)
 {
-    struct curl_slist  *h;
-
     if (batch->spooled) {
         ex->replays--;
 
@@ -2230,12 +2271,7 @@ ngx_http_lf_batch_free(ngx_http_lf_exporter_t *ex,
         curl_easy_cleanup(batch->easy);
     }
 
-    /* the copy of the Authorization header is not left in the heap */
-    for (h = batch->headers; h; h = h->next) {
-        ngx_explicit_memzero(h->data, ngx_strlen(h->data));
-    }
-
-    curl_slist_free_all(batch->headers);
+    ngx_http_lf_headers_free(batch->headers);
     ngx_lf_buf_free(&batch->response);
 
     if (batch->ms) {

@@ -339,10 +339,14 @@ ngx_lf_shrink_cut(ngx_lf_shrink_t *s, const unsigned char *p, size_t len)
     /* cut once already: the note goes, its count adds up */
     before = ngx_lf_shrink_note(p, &len);
 
-    /* not inside a UTF-8 sequence */
+    /* not inside a UTF-8 sequence; without its note the text may fit */
 
-    for (n = s->cap; n && (p[n] & 0xc0) == 0x80; n--) {
-        /* void */
+    n = len;
+
+    if (len > s->cap) {
+        for (n = s->cap; n && (p[n] & 0xc0) == 0x80; n--) {
+            /* void */
+        }
     }
 
     note_len = snprintf(note, sizeof(note), "... [%zu bytes cut]",

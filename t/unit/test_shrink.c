@@ -175,6 +175,10 @@ test_cut_again(void)
                       2, out, sizeof(out)) == 1);
     UNIT_CHECK(strcmp(out, "{\"body\":{\"output\":\"ab... [37 bytes cut]\"}}")
                == 0);
+
+    /* a cap inside the old note: the text stays, the count stays */
+    UNIT_CHECK(shrink(once, 14, out, sizeof(out)) == 1);
+    UNIT_CHECK(strcmp(out, once) == 0);
 }
 
 
