@@ -21,6 +21,17 @@ def logged(ng, pattern):
 
 send = send_chat
 
+# the legacy protocol, with a status page
+LEGACY_ST = CONF.replace("@LF@", "@LF@ langfuse_protocol ingestion;").replace(
+    "location / {", "location = /st { langfuse_status; }\n    location / {")
+
+
+def fail_generations_once(sink):
+    """The next 207 answer fails every generation-create with a 503."""
+    sink.ingestion_errors = ("generation-create",)
+    sink.ingestion_error_status = 503
+    sink.ingestion_error_requests = 1
+
 
 def test_temporary_failures_are_retried_with_identical_bytes(
         nginx, upstream, sink):
@@ -182,15 +193,10 @@ def test_ingestion_refused_events_are_counted_not_resent(
 def test_ingestion_temporary_refusals_go_again_alone(nginx, upstream, sink):
     """Events a 207 answer failed with a 5xx go again, without the events
     of the same batch that were taken."""
-    conf = CONF.replace("@LF@", "@LF@ langfuse_protocol ingestion;").replace(
-        "location / {", "location = /st { langfuse_status; }\n"
-                        "    location / {")
-    ng = nginx(conf, workers=1, flush_interval="30s", batch_size=2)
+    ng = nginx(LEGACY_ST, workers=1, flush_interval="30s", batch_size=2)
     ng.allow_errors(r"export of 2 event\(s\) .* failed: temporary failure "
                     r"of some events, status 207, response .*Internal error")
-    sink.ingestion_errors = ("generation-create",)
-    sink.ingestion_error_status = 503
-    sink.ingestion_error_requests = 1
+    fail_generations_once(sink)
 
     ids = [send(ng, upstream, "part %d" % i) for i in range(2)]
     sink.wait_for_requests(2, timeout=5)
@@ -218,14 +224,9 @@ def test_ingestion_refusals_after_a_long_answer_go_again(nginx, upstream,
                                                           sink):
     """A 207 answer of any length is read whole: the refusals at the end
     of a 400 KB answer are found, and their events go again."""
-    conf = CONF.replace("@LF@", "@LF@ langfuse_protocol ingestion;").replace(
-        "location / {", "location = /st { langfuse_status; }\n"
-                        "    location / {")
-    ng = nginx(conf, workers=1, flush_interval="30s", batch_size=20)
+    ng = nginx(LEGACY_ST, workers=1, flush_interval="30s", batch_size=20)
     ng.allow_errors(r"failed: temporary failure of some events, status 207")
-    sink.ingestion_errors = ("generation-create",)
-    sink.ingestion_error_status = 503
-    sink.ingestion_error_requests = 1
+    fail_generations_once(sink)
     sink.ingestion_padding = 20000
 
     ids = [send(ng, upstream, "long %d" % i) for i in range(20)]
@@ -246,10 +247,7 @@ def test_ingestion_invalid_and_temporary_refusals_in_one_answer(
         nginx, upstream, sink):
     """A call with an event refused as invalid is rejected whole; the
     other call's temporarily failed event goes again."""
-    conf = CONF.replace("@LF@", "@LF@ langfuse_protocol ingestion;").replace(
-        "location / {", "location = /st { langfuse_status; }\n"
-                        "    location / {")
-    ng = nginx(conf, workers=1, flush_interval="30s", batch_size=2)
+    ng = nginx(LEGACY_ST, workers=1, flush_interval="30s", batch_size=2)
     ng.allow_errors(r"refused 1 of 4 events as invalid: \"Invalid request "
                     r"data\" \(0 more failure\(s\) not logged\)",
                     r"failed: temporary failure of some events, status 207")
