@@ -1147,10 +1147,14 @@ ngx_http_lf_spool_load(ngx_http_lf_spooled_t *sp, int dfd, u_char *claimed)
     if (nl == NULL
         || p + 8 + sizeof(" events=") > nl
         || ngx_strncmp(buf, NGX_HTTP_LF_SPOOL_MAGIC, p - buf) != 0
-        || ngx_strncmp(p + 8, " events=", 8) != 0
-        || end[-1] != '\n')
+        || ngx_strncmp(p + 8, " events=", 8) != 0)
     {
         sp->bad = "no spool header";
+        goto bad;
+    }
+
+    if (end[-1] != '\n') {
+        sp->bad = "a last line cut short";
         goto bad;
     }
 
@@ -1649,6 +1653,7 @@ ngx_http_lf_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t                 *value, s, name, *pool;
     ngx_uint_t                 i;
     ngx_path_t                *path;
+    ngx_file_info_t            fi;
     ngx_http_lf_spool_conf_t  *spool;
 #endif
 
@@ -1751,6 +1756,13 @@ ngx_http_lf_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     spool->thread_pool = ngx_thread_pool_add(cf, pool);
     if (spool->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_file_info(spool->path.data, &fi) == 0 && !ngx_is_dir(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"langfuse_spool\" \"%V\" is not a directory",
+                           &spool->path);
         return NGX_CONF_ERROR;
     }
 

@@ -340,6 +340,28 @@ def test_reload_leaves_the_queue_to_new_workers(nginx, upstream, sink):
     assert d["spooled"] == 0
 
 
+def test_a_reload_that_removes_the_spool_warns(nginx, upstream, sink):
+    """What is in a spool that the new configuration does not name is
+    not replayed: the reload says so, and tracing goes on."""
+    ng = nginx(CONF, http_extra=spool_conf())
+    ng.http_extra = "langfuse_retries 0;"
+    ng.reload(ng.snippet)
+    ids = [send(ng, upstream, "after")]
+    sink.assert_exactly_once(ids, timeout=10)
+    assert re.search(r"\[warn\] .*langfuse: the spool \"%s\" is no longer "
+                     r"configured: what is in it, and what the old workers "
+                     r"write there as they leave, is replayed only once a "
+                     r"configuration names it again" % re.escape(
+                         spool_dir(ng)), ng.read_error_log())
+
+    # a reload that keeps it says nothing
+    ng.http_extra = spool_conf()
+    ng.reload(ng.snippet)
+    ng.reload(ng.snippet)
+    assert len(re.findall(r"is no longer configured",
+                          ng.read_error_log())) == 1
+
+
 def test_left_overs_of_dead_workers_are_recovered(nginx, upstream, sink):
     """A claim of a process that is gone is replayed, a stale temporary
     file is removed, a file that is not a batch is set aside."""
@@ -357,23 +379,35 @@ def test_left_overs_of_dead_workers_are_recovered(nginx, upstream, sink):
         dead -= 1
     d = spool_dir(ng)
     name = batch_files(ng)[0][0]
-    os.rename(os.path.join(d, name),
-              os.path.join(d, "%s-claimed-%d.0123abcd" % (name, dead)))
+    claimed = "%s-claimed-%d.0123abcd" % (name, dead)
+    os.rename(os.path.join(d, name), os.path.join(d, claimed))
     with open(os.path.join(d, ".tmp-%d.0123abcd-7" % dead), "wb") as f:
         f.write(b"langfuse-spool/1 dest=")
     bogus = "0000000000000001-%s-1-1-1.batch" % name[17:25]
     with open(os.path.join(d, bogus), "wb") as f:
         f.write(b"not a batch\n")
+    # a whole header, then an event that a torn copy cut
+    cut = "0000000000000002-%s-1-1-1.batch" % name[17:25]
+    header, _ = read_batch(ng, claimed)
+    with open(os.path.join(d, cut), "wb") as f:
+        f.write(header.encode() + b'\n{"traceId":"')
+    # not a file: left alone
+    os.mkdir(os.path.join(d, "0000000000000003-%s-1-1-1.batch"
+                          % name[17:25]))
 
     sink.up()
     ng.start()
     sink.assert_exactly_once(ids, timeout=15)
-    wait(lambda: sorted(os.listdir(d)) == [".lock", bogus + "-bad"], 10,
-         "the spool cleaned up: %r" % os.listdir(d))
+    wait(lambda: sorted(os.listdir(d)) == [
+        ".lock", bogus + "-bad", cut + "-bad",
+        "0000000000000003-%s-1-1-1.batch" % name[17:25]], 10,
+        "the spool cleaned up: %r" % os.listdir(d))
     log = ng.read_error_log()
-    assert re.search(r"\"%s/%s\" is not a spooled batch \(no spool header\), "
-                     r"it is renamed to \"%s-bad\"" % (re.escape(d), bogus,
-                                                        bogus), log)
+    for f, why in ((bogus, "no spool header"),
+                   (cut, "a last line cut short")):
+        assert re.search(r"\"%s/%s\" is not a spooled batch \(%s\), "
+                         r"it is renamed to \"%s-bad\"" % (re.escape(d), f,
+                                                            why, f), log)
     assert re.search(r"1 spooled batch\(es\) that exited workers were "
                      r"replaying wait again in", log)
 
@@ -418,9 +452,12 @@ def test_spool_directive_is_checked(nginx_conf):
              "is duplicate"),
             ("langfuse_spool @PREFIX@/s thread_pool=nope;",
              "unknown thread pool \"nope\""),
+            ("langfuse_spool @PREFIX@/nginx.conf;",
+             "\"langfuse_spool\" \"%s/nginx.conf\" is not a directory"),
             ("langfuse_retries 21;", "at most 20")):
-        rc, out = nginx_conf(CONF, http_extra=bad).test_config()
-        assert rc != 0 and msg in out, (bad, out)
+        ng = nginx_conf(CONF, http_extra=bad)
+        rc, out = ng.test_config()
+        assert rc != 0 and msg.replace("%s", ng.prefix) in out, (bad, out)
 
     rc, out = nginx_conf(CONF, http_extra="langfuse_spool off;").test_config()
     assert rc == 0, out
