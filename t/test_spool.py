@@ -4,13 +4,18 @@ files, replayed oldest first once Langfuse accepts, across restarts, and
 a full spool drops its oldest batches with a counter.  Every scenario
 counts trace ids at the sink against its guarantee."""
 
+import grp
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from lfcheck import OUTPUT, assistant, jattr, send_chat
 
@@ -452,12 +457,9 @@ def test_spool_directive_is_checked(nginx_conf):
              "is duplicate"),
             ("langfuse_spool @PREFIX@/s thread_pool=nope;",
              "unknown thread pool \"nope\""),
-            ("langfuse_spool @PREFIX@/nginx.conf;",
-             "\"langfuse_spool\" \"%s/nginx.conf\" is not a directory"),
             ("langfuse_retries 21;", "at most 20")):
-        ng = nginx_conf(CONF, http_extra=bad)
-        rc, out = ng.test_config()
-        assert rc != 0 and msg.replace("%s", ng.prefix) in out, (bad, out)
+        rc, out = nginx_conf(CONF, http_extra=bad).test_config()
+        assert rc != 0 and msg in out, (bad, out)
 
     rc, out = nginx_conf(CONF, http_extra="langfuse_spool off;").test_config()
     assert rc == 0, out
@@ -505,17 +507,35 @@ def test_removed_spool_directory_is_made_again(nginx, upstream, sink):
     sink.assert_exactly_once(ids, timeout=15)
 
 
+def test_a_spool_path_that_is_a_file_fails_the_start(nginx_conf, tmp_path):
+    path = tmp_path / "afile"
+    path.write_text("kept")
+    ng = nginx_conf(CONF, http_extra="langfuse_spool %s;" % path)
+    rc, out = ng.test_config()
+    assert rc != 0
+    assert ("[emerg] \"langfuse_spool\" \"%s\" is not a directory in %s:"
+            % (path, ng.conf_path)) in out, out
+    assert path.read_text() == "kept"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
 def test_unusable_spool_is_reported_at_start(nginx, upstream, sink,
                                               tmp_path):
-    """A spool path that is no directory: one error line at start, and
-    each lost batch counted and logged with its event count."""
-    path = tmp_path / "notadir"
-    path.write_text("")
-    ng = nginx(CONF, http_extra="langfuse_spool %s; langfuse_retries 0;"
-                                % path)
-    ng.allow_errors(r"spool \".*/notadir\" is not usable by the workers: "
-                    r"events that Langfuse does not take in time will be "
-                    r"lost",
+    """A spool the workers cannot reach (here its parent directory, the
+    test's own, is closed to the workers' user): one error line at start,
+    and each lost batch counted and logged with its event count."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the workers as another user")
+    nobody = pwd.getpwnam("nobody")
+    user = "nobody %s" % grp.getgrgid(nobody.pw_gid).gr_name
+    os.chmod(tmp_path, 0o700)
+    path = tmp_path / "closed" / "spool"
+    path.parent.mkdir(mode=0o700)
+    ng = nginx(CONF, user=user,
+               http_extra="langfuse_spool %s; langfuse_retries 0;" % path)
+    ng.allow_errors(r"spool \".*/closed/spool\" is not usable by the "
+                    r"workers: events that Langfuse does not take in time "
+                    r"will be lost",
                     r"failed: .*retries exhausted, events spooled",
                     r"failed: open\(\) of the directory")
     # worker 0 says it as it starts, which may follow the harness's start
@@ -524,15 +544,18 @@ def test_unusable_spool_is_reported_at_start(nginx, upstream, sink,
     time.sleep(0.2)
     log = ng.read_error_log()
     assert len(re.findall(r"is not usable by the workers", log)) == 1, log
+    assert re.search(r"is not usable by the workers: .* will be lost "
+                     r"\(13: Permission denied\)", log), log
 
     sink.down()
     send(ng, upstream, "lost")
     wait(lambda: counters(ng)[1]["dropped"]["spool_error"] == 1, 10,
          "the lost call counted")
     wait(lambda: re.search(r"langfuse: 1 event\(s\) lost, writing a batch "
-                           r"to spool \".*/notadir\" failed: open\(\) of the "
-                           r"directory \(\d+ more failure\(s\) not logged\) "
-                           r"\(20: Not a directory\)", ng.read_error_log()),
+                           r"to spool \".*/closed/spool\" failed: open\(\) "
+                           r"of the directory \(\d+ more failure\(s\) not "
+                           r"logged\) \(13: Permission denied\)",
+                           ng.read_error_log()),
          5, "the loss logged")
 
 

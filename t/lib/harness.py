@@ -344,7 +344,7 @@ class Nginx:
     def __init__(self, prefix, snippet, module=True, workers=2,
                  flush_interval="100ms", batch_size=None, queue_size=None,
                  http_extra="", main_extra="", subst=None, access_log=True,
-                 memcheck=None, name="nginx"):
+                 memcheck=None, name="nginx", user=None):
         self.prefix = os.path.abspath(prefix)
         os.makedirs(self.prefix, exist_ok=True)
         os.makedirs(os.path.join(self.prefix, "tmp"), exist_ok=True)
@@ -360,6 +360,7 @@ class Nginx:
         self.access_log = access_log
         self.memcheck = MEMCHECK if memcheck is None else memcheck
         self.name = name
+        self.user = user            # the workers' "user" when run as root
         self.ports = {}
         self.proc = None
         self.conf_path = os.path.join(self.prefix, "nginx.conf")
@@ -408,7 +409,7 @@ class Nginx:
             main.append("load_module %s;" % MODULE_PATH)
         main.append("worker_processes %s;" % self.workers)
         if os.geteuid() == 0:
-            main.append("user root;")
+            main.append("user %s;" % (self.user or "root"))
         main += ["daemon off;", "master_process on;",
                  "error_log %s/error.log info;" % p,
                  "pid %s;" % self.pid_path]
