@@ -323,6 +323,8 @@ char *ngx_http_lf_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 #if (NGX_THREADS)
 
+void ngx_http_lf_spool_reload(ngx_http_lf_main_conf_t *old,
+    ngx_http_lf_main_conf_t *lmcf, ngx_log_t *log);
 void ngx_http_lf_spool_init_process(ngx_http_lf_main_conf_t *lmcf,
     ngx_log_t *log);
 void ngx_http_lf_spool_exit(void);
@@ -340,6 +342,7 @@ ngx_uint_t ngx_http_lf_spool_writing(void);
 #else
 
 /* no spool can be configured: lmcf->spool stays NULL */
+#define ngx_http_lf_spool_reload(old, lmcf, log)
 #define ngx_http_lf_spool_init_process(lmcf, log)
 #define ngx_http_lf_spool_exit()
 #define ngx_http_lf_spool_write(lmcf, dest, events, len, lens, count)     \

@@ -46,22 +46,7 @@ ngx_http_lf_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         lmcf->generation = ++lmcf->sh->generation;
         ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
-        /* the old workers spool there as they leave: nobody replays it */
-
-        if (olmcf->spool
-            && (lmcf->spool == NULL
-                || lmcf->spool->path.len != olmcf->spool->path.len
-                || ngx_strncmp(lmcf->spool->path.data,
-                               olmcf->spool->path.data,
-                               olmcf->spool->path.len) != 0))
-        {
-            ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
-                          "langfuse: the spool \"%V\" is no longer "
-                          "configured: what is in it, and what the old "
-                          "workers write there as they leave, is replayed "
-                          "only once a configuration names it again",
-                          &olmcf->spool->path);
-        }
+        ngx_http_lf_spool_reload(olmcf, lmcf, shm_zone->shm.log);
 
         return NGX_OK;
     }

@@ -200,6 +200,28 @@ static void ngx_http_lf_spool_error(ngx_http_lf_spooled_t *sp,
 static ngx_http_lf_spool_worker_t  ngx_http_lf_spool_worker;
 
 
+/* the old workers spool there as they leave: nobody replays it */
+
+void
+ngx_http_lf_spool_reload(ngx_http_lf_main_conf_t *old,
+    ngx_http_lf_main_conf_t *lmcf, ngx_log_t *log)
+{
+    if (old->spool == NULL
+        || (lmcf->spool
+            && ngx_strcmp(lmcf->spool->path.data, old->spool->path.data)
+               == 0))
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "langfuse: the spool \"%V\" is no longer configured: "
+                  "what is in it, and what the old workers write there as "
+                  "they leave, is replayed only once a configuration names "
+                  "it again", &old->spool->path);
+}
+
+
 void
 ngx_http_lf_spool_init_process(ngx_http_lf_main_conf_t *lmcf,
     ngx_log_t *log)

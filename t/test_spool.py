@@ -397,15 +397,14 @@ def test_left_overs_of_dead_workers_are_recovered(nginx, upstream, sink):
     with open(os.path.join(d, cut), "wb") as f:
         f.write(header.encode() + b'\n{"traceId":"')
     # not a file: left alone
-    os.mkdir(os.path.join(d, "0000000000000003-%s-1-1-1.batch"
-                          % name[17:25]))
+    a_dir = "0000000000000003-%s-1-1-1.batch" % name[17:25]
+    os.mkdir(os.path.join(d, a_dir))
 
     sink.up()
     ng.start()
     sink.assert_exactly_once(ids, timeout=15)
     wait(lambda: sorted(os.listdir(d)) == [
-        ".lock", bogus + "-bad", cut + "-bad",
-        "0000000000000003-%s-1-1-1.batch" % name[17:25]], 10,
+        ".lock", bogus + "-bad", cut + "-bad", a_dir], 10,
         "the spool cleaned up: %r" % os.listdir(d))
     log = ng.read_error_log()
     for f, why in ((bogus, "no spool header"),
